@@ -1,0 +1,1 @@
+"""Geography: sphere geometry, the H3 grid, Chain of Region and priors over cells."""
