@@ -1,0 +1,146 @@
+"""Compact likelihood parametrisations that atoms carry; each renders to a log-likelihood
+array over the cells of a grid (max 0; only differences between cells matter)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from avgeo.geo.grid import Grid
+from avgeo.geo.sphere import haversine_km
+
+
+class Likelihood:
+    """Base: `log_map(grid)` gives float64 log-likelihood per cell, max 0."""
+
+    def log_map(self, grid: Grid) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _normalise(logl: np.ndarray) -> np.ndarray:
+    m = np.max(logl)
+    return logl - m if np.isfinite(m) else np.zeros_like(logl)
+
+
+@dataclass
+class PointLikelihood(Likelihood):
+    """An observed position with a Gaussian error of `sigma_km` (e.g. GPS, a gazetteer hit).
+
+    The effective spread is at least the grid's cell scale so that a 10 m GPS fix still
+    puts its mass on the cell holding it. `outlier` is the chance the reading is wrong
+    altogether (a floor, so one bad tag cannot zero out the globe).
+    """
+
+    lat: float
+    lon: float
+    sigma_km: float
+    outlier: float = 1e-6
+
+    def log_map(self, grid: Grid) -> np.ndarray:
+        d = haversine_km(self.lat, self.lon, grid.lat, grid.lon)
+        cell_scale = np.sqrt(np.median(grid.area_km2)) * 0.5
+        s = np.hypot(self.sigma_km, cell_scale)
+        logl = -0.5 * (d / s) ** 2
+        own = grid.locate(self.lat, self.lon)
+        if own[0] >= 0:
+            logl[own[0]] = 0.0
+        return _normalise(np.logaddexp(np.log1p(-self.outlier) + logl, np.log(self.outlier)))
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "point", "lat": self.lat, "lon": self.lon, "sigma_km": self.sigma_km}
+
+
+@dataclass
+class CountryLikelihood(Likelihood):
+    """Relative likelihood per country (ISO 3166-1 alpha-2); cells of other countries and
+    at sea get `floor` times the best country's value."""
+
+    weights: dict[str, float]
+    floor: float = 1e-3
+
+    def log_map(self, grid: Grid) -> np.ndarray:
+        from avgeo.geo.regions import cell_countries
+
+        codes = cell_countries(grid)
+        top = max(self.weights.values()) if self.weights else 1.0
+        lut = {k: max(v / top, self.floor) for k, v in self.weights.items() if v > 0}
+        uniq, inv = np.unique(codes, return_inverse=True)
+        vals = np.array([lut.get(str(u), self.floor) for u in uniq], dtype=np.float64)
+        return _normalise(np.log(vals[inv]))
+
+    def describe(self) -> dict[str, Any]:
+        top = sorted(self.weights.items(), key=lambda kv: -kv[1])[:10]
+        return {"type": "countries", "top": [{"code": k, "weight": v} for k, v in top]}
+
+
+@dataclass
+class LongitudeBand(Likelihood):
+    """Longitudes in [lon_min, lon_max] (may wrap the antimeridian), soft edges of
+    `soft_deg` (Gaussian fall-off), for time-zone and solar-time evidence."""
+
+    lon_min: float
+    lon_max: float
+    soft_deg: float = 3.0
+    floor: float = 1e-4
+
+    def log_map(self, grid: Grid) -> np.ndarray:
+        width = (self.lon_max - self.lon_min) % 360.0
+        off = (grid.lon - self.lon_min) % 360.0
+        outside = np.where(off <= width, 0.0, np.minimum(off - width, 360.0 - off))
+        logl = -0.5 * (outside / self.soft_deg) ** 2
+        return _normalise(np.logaddexp(logl, np.log(self.floor)))
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "lon_band", "lon_min": self.lon_min, "lon_max": self.lon_max,
+                "soft_deg": self.soft_deg}
+
+
+@dataclass
+class CellLikelihood(Likelihood):
+    """Log-likelihood given on H3 cells of resolution `res` (sparse: cells not listed get
+    `default`). Renders onto any grid by looking up each grid cell's parent/child."""
+
+    res: int
+    cells: np.ndarray
+    logl: np.ndarray
+    default: float = 0.0
+    label: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def log_map(self, grid: Grid) -> np.ndarray:
+        from avgeo.geo.grid import cell_parents
+
+        src = np.asarray(self.cells, dtype=np.uint64)
+        order = np.argsort(src)
+        src, vals = src[order], np.asarray(self.logl, dtype=np.float64)[order]
+        if grid.res == self.res:
+            keys = grid.cells
+        elif grid.res > self.res:
+            keys = cell_parents(grid.cells, self.res)
+        else:
+            # Coarser grid: average the finer values inside each coarse cell.
+            parents = cell_parents(src, grid.res)
+            pos = grid.index_of(parents)
+            ok = pos >= 0
+            acc = np.zeros(len(grid))
+            cnt = np.zeros(len(grid))
+            np.add.at(acc, pos[ok], vals[ok])
+            np.add.at(cnt, pos[ok], 1.0)
+            out = np.full(len(grid), self.default, dtype=np.float64)
+            has = cnt > 0
+            out[has] = acc[has] / cnt[has]
+            return _normalise(out)
+        pos = np.searchsorted(src, keys)
+        pos = np.clip(pos, 0, max(len(src) - 1, 0))
+        hit = (src[pos] == keys) if len(src) else np.zeros(len(keys), bool)
+        out = np.where(hit, vals[pos] if len(src) else 0.0, self.default)
+        return _normalise(out.astype(np.float64))
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "cells", "res": self.res, "n_cells": len(self.cells),
+                "label": self.label}
