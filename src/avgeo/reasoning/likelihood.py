@@ -13,7 +13,13 @@ from avgeo.geo.sphere import haversine_km
 
 
 class Likelihood:
-    """Base: `log_map(grid)` gives float64 log-likelihood per cell, max 0."""
+    """Base: `log_map(grid)` gives float64 log-likelihood per cell, max 0.
+
+    `resolves_subcell` says whether the map varies inside a resolution-3 cell; when False,
+    fusion broadcasts the coarse map onto the refined grid instead of re-evaluating it.
+    """
+
+    resolves_subcell: bool = False
 
     def log_map(self, grid: Grid) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
@@ -31,25 +37,34 @@ def _normalise(logl: np.ndarray) -> np.ndarray:
 class PointLikelihood(Likelihood):
     """An observed position with a Gaussian error of `sigma_km` (e.g. GPS, a gazetteer hit).
 
-    The effective spread is at least the grid's cell scale so that a 10 m GPS fix still
-    puts its mass on the cell holding it. `outlier` is the chance the reading is wrong
-    altogether (a floor, so one bad tag cannot zero out the globe).
+    A cell's value approximates the chance that the reading came from inside it: when sigma
+    is below the cell radius the distance is measured to the cell's edge (so a 10 m fix
+    puts its mass on the cell holding it, and on a neighbour only near their border).
+    `outlier` is the chance the reading is junk altogether (GPS tags are sometimes wrong):
+    a floor of outlier × (peak area / Earth's area), so one bad tag cannot zero the globe.
     """
 
     lat: float
     lon: float
     sigma_km: float
-    outlier: float = 1e-6
+    outlier: float = 0.01
+    #: Varies inside a coarse cell, so fusion re-evaluates it on the refined grid.
+    resolves_subcell = True
 
     def log_map(self, grid: Grid) -> np.ndarray:
+        from avgeo.geo.sphere import EARTH_AREA_KM2
+
         d = haversine_km(self.lat, self.lon, grid.lat, grid.lon)
-        cell_scale = np.sqrt(np.median(grid.area_km2)) * 0.5
-        s = np.hypot(self.sigma_km, cell_scale)
-        logl = -0.5 * (d / s) ** 2
+        r_cell = np.sqrt(grid.area_km2 / np.pi)
+        sigma = max(float(self.sigma_km), 1e-3)
+        d_eff = np.where(sigma < r_cell, np.maximum(d - r_cell, 0.0), d)
+        logl = -0.5 * (d_eff / sigma) ** 2
         own = grid.locate(self.lat, self.lon)
         if own[0] >= 0:
             logl[own[0]] = 0.0
-        return _normalise(np.logaddexp(np.log1p(-self.outlier) + logl, np.log(self.outlier)))
+        peak_area = max(2.0 * np.pi * sigma**2, float(np.median(grid.area_km2)))
+        floor = np.log(self.outlier * peak_area / EARTH_AREA_KM2)
+        return _normalise(np.logaddexp(np.log1p(-self.outlier) + logl, floor))
 
     def describe(self) -> dict[str, Any]:
         return {"type": "point", "lat": self.lat, "lon": self.lon, "sigma_km": self.sigma_km}

@@ -1,0 +1,53 @@
+"""Human-readable rendering of a Prediction with rich (used by locate and explain)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from avgeo.prediction import Prediction
+
+
+def _fmt_area(a: float) -> str:
+    return f"{a:,.0f} km²" if a >= 10 else f"{a:.2f} km²"
+
+
+def render_prediction(pred: Prediction, console: Console, explain: bool = False) -> None:
+    dur = f", {pred.duration_s:.1f} s" if pred.duration_s else ""
+    console.print(f"[bold]{pred.file}[/bold] ({pred.kind}{dur})")
+    console.print(f"  location: [bold green]{pred.lat:.5f}, {pred.lon:.5f}[/bold green] "
+                  f"[dim]({pred.point_method})[/dim]")
+    if pred.chain:
+        chain = " → ".join(f"{c.name or c.code} [dim]{c.probability:.0%}[/dim]"
+                           for c in pred.chain)
+        console.print(f"  chain:    {chain}")
+    for c in pred.credible_regions:
+        console.print(f"  {c.level:.0%} credible region: {_fmt_area(c.area_km2)} "
+                      f"({c.n_cells} cells)")
+    if pred.regions:
+        t = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+        t.add_column("#")
+        t.add_column("lat, lon")
+        t.add_column("probability", justify="right")
+        t.add_column("area", justify="right")
+        for i, r in enumerate(pred.regions, 1):
+            t.add_row(str(i), f"{r.lat:.3f}, {r.lon:.3f}", f"{r.probability:.1%}",
+                      _fmt_area(r.area_km2))
+        console.print("  top regions:")
+        console.print(t)
+    if pred.rationale:
+        console.print("  why:")
+        for s in pred.rationale:
+            console.print(f"   • {s}", highlight=False)
+    if explain and pred.counterfactuals:
+        console.print("  without each piece of evidence:")
+        for cf in pred.counterfactuals:
+            console.print(f"   • without {cf.evidence!r}: {cf.country or 'no country'} "
+                          f"{cf.country_probability:.0%}, answer moves {cf.moved_km:,.0f} km",
+                          highlight=False)
+    if pred.engines.skipped:
+        for s in pred.engines.skipped:
+            console.print(f"  [yellow]engine {s.name} skipped:[/yellow] {s.reason}",
+                          highlight=False)
+    for n in pred.notes:
+        console.print(f"  [dim]note: {n}[/dim]", highlight=False)

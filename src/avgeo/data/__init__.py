@@ -1,0 +1,1 @@
+"""Datasets and batch jobs: manifests, resumable batch location over folders."""

@@ -1,0 +1,1 @@
+"""Perception: turns decoded media into atoms (named, time-stamped, scored cues)."""

@@ -1,0 +1,253 @@
+"""The one place that wires the stages: media → perception engines → fusion → precision →
+`Prediction`. Engines come from the registry; a missing optional engine is skipped with a
+note, never a crash."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from avgeo import __version__
+from avgeo.atoms import Atom
+from avgeo.errors import AvgeoError, ConfigError
+from avgeo.geo.grid import cell_to_str
+from avgeo.perception.base import REGISTRY, EngineContext
+from avgeo.prediction import (
+    AtomOut,
+    ChainItem,
+    Counterfactual,
+    CredibleRegion,
+    Engines,
+    HeatCell,
+    Prediction,
+    Region,
+    SkippedEngine,
+    TimelineSegment,
+)
+
+#: Engine modules imported (and so registered) on first use, in run order. Speech runs
+#: before the species model so that speech is not analysed as a soundscape.
+ENGINE_MODULES = {
+    "meta": "avgeo.perception.meta.engine",
+    "hum": "avgeo.perception.audio.hum",
+    "speech": "avgeo.perception.audio.speech",
+    "birdnet": "avgeo.perception.audio.birdnet",
+    "ocr": "avgeo.perception.vision.engine",
+}
+DEFAULT_ENGINES = tuple(ENGINE_MODULES)
+HEATMAP_CELLS = 400
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+
+
+def parse_engines(spec: str | Iterable[str] | None) -> list[str]:
+    if spec is None:
+        return list(DEFAULT_ENGINES)
+    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    names = [n for n in names if n]
+    if names == ["all"]:
+        return list(DEFAULT_ENGINES)
+    unknown = [n for n in names if n not in ENGINE_MODULES]
+    if unknown:
+        raise ConfigError(f"unknown engine(s): {', '.join(unknown)}",
+                          f"choose from {', '.join(ENGINE_MODULES)}")
+    return [n for n in DEFAULT_ENGINES if n in names]
+
+
+def _load_engine(name: str):
+    """(engine, None) or (None, reason it is unavailable)."""
+    try:
+        importlib.import_module(ENGINE_MODULES[name])
+    except ImportError as exc:
+        return None, f"not installed ({exc.name or exc})"
+    factory = REGISTRY.get(name)
+    if factory is None and name == "meta":
+        factory = _MetaAdapter
+    if factory is None:
+        return None, "engine module did not register"
+    engine = factory()
+    ok, why = engine.available()
+    return (engine, None) if ok else (None, why)
+
+
+class _MetaAdapter:
+    """Fits the metadata reader (which reads from a path) to the engine protocol."""
+
+    name = "meta"
+    media_kinds = ("photo", "audio", "video")
+
+    def __init__(self) -> None:
+        from avgeo.perception.meta.engine import MetadataEngine
+
+        self._inner = MetadataEngine()
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def atoms(self, media, ctx: EngineContext) -> list[Atom]:
+        return self._inner.atoms(media.path, media)
+
+
+def _timeline(atoms: list[Atom], duration_s: float | None) -> list[TimelineSegment]:
+    timed = [a for a in atoms if a.start_s is not None]
+    if not timed or not duration_s:
+        return []
+    seg = max(5.0, duration_s / 30.0)
+    out = []
+    t = 0.0
+    while t < duration_s:
+        end = min(t + seg, duration_s)
+        names = sorted({a.name for a in timed if a.start_s < end
+                        and (a.end_s if a.end_s is not None else a.start_s) >= t})
+        if names:
+            out.append(TimelineSegment(start_s=round(t, 3), end_s=round(end, 3), atoms=names))
+        t = end
+    return out
+
+
+def _capture_time(atoms: list[Atom]):
+    for a in atoms:
+        t = a.value.get("capture_time_utc") if a.value else None
+        if t is not None:
+            return t
+    return None
+
+
+def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | None = None,
+           use_metadata: bool = True, top_k: int = 5, explain: bool = True, limits=None,
+           filename: str | None = None, weights=None) -> Prediction:
+    """Locate one photo, recording or video. `source` is a path or the file's bytes."""
+    if isinstance(source, bytes | bytearray):
+        suffix = Path(filename or "upload").suffix
+        with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as fh:
+            fh.write(source)
+            tmp = fh.name
+        try:
+            pred = locate(tmp, engines, use_metadata, top_k, explain, limits, filename, weights)
+        finally:
+            os.unlink(tmp)
+        return pred
+    from avgeo.media import open_media
+
+    path = Path(source)
+    timer = _Timer()
+    names = parse_engines(engines)
+    if not use_metadata:
+        names = [n for n in names if n != "meta"]
+    with timer.stage("media"):
+        media = open_media(path, limits=limits)
+        validate = getattr(media, "validate", None)
+        if callable(validate):
+            validate()
+
+    ctx = EngineContext(use_metadata=use_metadata)
+    atoms: list[Atom] = []
+    report = Engines()
+    for name in names:
+        with timer.stage(name):
+            engine, why = _load_engine(name)
+            if engine is None:
+                report.skipped.append(SkippedEngine(name=name, reason=why or "unavailable"))
+                continue
+            if media.kind not in engine.media_kinds:
+                continue
+            try:
+                found = engine.atoms(media, ctx)
+            except AvgeoError:
+                raise
+            except Exception as exc:  # one engine's bug must not lose the others' evidence
+                report.skipped.append(SkippedEngine(
+                    name=name, reason=f"failed: {type(exc).__name__}: {exc}"[:300]))
+                continue
+        report.used.append(name)
+        atoms.extend(found)
+        if name == "meta" and use_metadata:
+            ctx.capture_time_utc = _capture_time(found)
+        if name == "speech":
+            ctx.options["speech_segments"] = [(a.start_s, a.end_s) for a in found
+                                              if a.kind == "speech" and a.start_s is not None]
+
+    from avgeo.reasoning import chain as chain_mod
+    from avgeo.reasoning import rationale as rat
+    from avgeo.reasoning import summary
+    from avgeo.reasoning.fusion import FusionWeights, fuse
+
+    weights = weights or FusionWeights.load()
+    with timer.stage("fusion"):
+        result = fuse(atoms, weights)
+        post = result.fine or result.coarse
+        pe = summary.point_estimate(post, atoms)
+        regions = summary.top_regions(result.coarse, k=top_k)
+        scale = result.fine_mass if result.fine is not None else 1.0
+        creds = [summary.credible_region(result.coarse, q) for q in (0.5, 0.9)]
+        if result.fine is not None:
+            # Finer credible sets where the refined cells hold the required mass.
+            creds = [summary.credible_region(result.fine, q, scale=scale)
+                     if scale >= q else c for q, c in zip((0.5, 0.9), creds, strict=True)]
+    with timer.stage("chain"):
+        chain = chain_mod.chain_of_region(result, (pe.lat, pe.lon))
+    with timer.stage("rationale"):
+        contribs, prior_lo, top, second = rat.contributions(result)
+        from avgeo.geo.regions import country_name
+
+        by_key = {c.key: c.log_odds for c in contribs}
+        groups = {g.key: g for g in result.coarse.groups}
+        atom_out = []
+        for a in atoms:
+            key = f"{a.engine}:{a.pool_key}"
+            d = a.to_dict()
+            d["contribution"] = by_key.get(key) if key in groups else None
+            atom_out.append(AtomOut(**d))
+        sentences = rat.sentences(contribs, prior_lo, weights.prior,
+                                  country_name(top) if top else "no country",
+                                  country_name(second) if second else None)
+        cfs: list[Counterfactual] = []
+        if explain and contribs:
+            keys = [c.key for c in contribs[:5]]
+            ev = {c.key: c.evidence for c in contribs}
+            cfs = [Counterfactual(**{k: v for k, v in cf.__dict__.items()
+                                     if k != "top_probability_before"})
+                   for cf in rat.counterfactuals(result, keys, ev, (pe.lat, pe.lon))]
+
+    heat_post = result.fine if result.fine is not None else result.coarse
+    heat_scale = result.fine_mass if result.fine is not None else 1.0
+    order = np.argsort(-heat_post.log_prob)[:HEATMAP_CELLS]
+    heatmap = [HeatCell(cell=cell_to_str(heat_post.grid.cells[i]),
+                        probability=float(heat_post.prob[i] * heat_scale)) for i in order
+               if heat_post.prob[i] * heat_scale > 1e-6]
+
+    notes = list(ctx.notes)
+    if not use_metadata:
+        notes.append("metadata atoms turned off (--no-metadata)")
+    if not [a for a in atoms if a.likelihood is not None]:
+        notes.append("no geographic evidence found: the answer is the prior alone")
+    timings = {k: round(v, 4) for k, v in timer.times.items()}
+    timings["total"] = round(sum(timer.times.values()), 4)
+    return Prediction(
+        file=filename or str(path), kind=media.kind, duration_s=media.duration_s,
+        lat=round(pe.lat, 7), lon=round(pe.lon, 7), point_method=pe.method,
+        chain=[ChainItem(**c.__dict__) for c in chain],
+        regions=[Region(**r.__dict__) for r in regions],
+        credible_regions=[CredibleRegion(**c.__dict__) for c in creds],
+        atoms=atom_out, rationale=sentences,
+        timeline=_timeline(atoms, media.duration_s), heatmap=heatmap, counterfactuals=cfs,
+        engines=report, timings_s=timings, use_metadata=use_metadata, notes=notes,
+        version=__version__)

@@ -1,0 +1,1 @@
+"""HTTP service: FastAPI app, SQLite result store, bounded worker pool and the map page."""
