@@ -8,8 +8,7 @@ cd "$ROOT"
 
 APT_PACKAGES=(tesseract-ocr tesseract-ocr-osd tesseract-ocr-kor tesseract-ocr-tha
   tesseract-ocr-chi-sim tesseract-ocr-chi-tra tesseract-ocr-jpn tesseract-ocr-fra
-  tesseract-ocr-rus tesseract-ocr-ell tesseract-ocr-ara tesseract-ocr-heb tesseract-ocr-hin
-  libtesseract-dev libleptonica-dev pkg-config)
+  tesseract-ocr-rus tesseract-ocr-ell tesseract-ocr-ara tesseract-ocr-heb tesseract-ocr-hin)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

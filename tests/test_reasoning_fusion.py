@@ -71,10 +71,23 @@ def test_longitude_band_wraps_antimeridian():
     assert post.prob[inside].sum() > 0.9
 
 
-def test_low_confidence_atom_is_tempered():
-    strong = fuse([_pt(0.0, 0.0, 100.0, conf=1.0)], UNIFORM, fine_res=3).coarse
-    weak = fuse([_pt(0.0, 0.0, 100.0, conf=0.2)], UNIFORM, fine_res=3).coarse
-    assert strong.prob.max() > weak.prob.max() * 5
+def _mass_near(post, lat, lon, km):
+    return post.prob[haversine_km(lat, lon, post.grid.lat, post.grid.lon) <= km].sum()
+
+
+def test_low_confidence_broad_atom_is_tempered():
+    strong = fuse([_pt(0.0, 0.0, 1500.0, conf=1.0)], UNIFORM, fine_res=3).coarse
+    weak = fuse([_pt(0.0, 0.0, 1500.0, conf=0.2)], UNIFORM, fine_res=3).coarse
+    none = fuse([], UNIFORM, fine_res=3).coarse
+    m_s, m_w, m_0 = (_mass_near(p, 0.0, 0.0, 1500.0) for p in (strong, weak, none))
+    assert m_s > m_w > m_0 * 1.5
+
+
+def test_sharp_atom_mass_equals_its_confidence():
+    # Under a uniform prior, P(true cell) = c·(A/a)(a/A) / (c + (1 − c)) = c: a fix that is
+    # 60 % likely to be real puts 60 % of the mass on its cell, not 60 %/41k.
+    post = fuse([_pt(10.0, 10.0, 0.05, conf=0.6)], UNIFORM, fine_res=3).coarse
+    assert _mass_near(post, 10.0, 10.0, 100.0) == pytest.approx(0.6, abs=0.01)
 
 
 def test_duplicates_are_pooled_not_multiplied():
@@ -96,8 +109,9 @@ def test_removing_an_atom_is_exact():
 
 def test_credible_regions_nest_and_cover():
     res = fuse([_pt(20.0, 78.0, 600.0)], UNIFORM, fine_res=3)
-    c50 = summary.credible_region(res.coarse, 0.5)
-    c90 = summary.credible_region(res.coarse, 0.9)
+    g = res.coarse.grid
+    c50 = summary.credible_region(g.cells, g.area_km2, res.coarse.log_prob, 0.5)
+    c90 = summary.credible_region(g.cells, g.area_km2, res.coarse.log_prob, 0.9)
     assert 0.5 <= c50.probability < 0.55 and 0.9 <= c90.probability < 0.92
     assert c50.area_km2 < c90.area_km2
     assert set(c50.cells) <= set(c90.cells)
@@ -115,3 +129,16 @@ def test_top_regions_separate_two_modes():
                       haversine_km(r.lat, r.lon, -23.0, -46.0)) for r in regs[:2])
     assert near[-1] < 300.0
     assert abs(regs[0].probability - regs[1].probability) < 0.1
+
+
+def test_mixed_support_is_normalised_and_matches_coarse_mass():
+    # Refined maps are rescaled to the coarse scale, so the refined cells of the mixed
+    # support hold (almost exactly) the mass their parents hold in the coarse posterior.
+    atoms = [_pt(55.698, 13.195, 0.03, "gps", conf=0.99), _pt(50.0, 10.0, 900.0, "broad")]
+    res = fuse(atoms, UNIFORM)
+    sup = res.support()
+    assert sup.prob.sum() == pytest.approx(1.0, abs=1e-9)
+    assert sup.prob[sup.is_fine].sum() == pytest.approx(res.fine_mass, rel=0.02)
+    best = int(np.argmax(sup.prob))
+    assert sup.is_fine[best]
+    assert haversine_km(sup.lat[best], sup.lon[best], 55.698, 13.195) < 15.0

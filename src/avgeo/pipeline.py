@@ -124,31 +124,28 @@ def _timeline(atoms: list[Atom], duration_s: float | None) -> list[TimelineSegme
 
 
 def _capture_time(atoms: list[Atom]):
+    """Capture time (UTC datetime) from metadata atoms, which carry it as ISO text."""
+    from datetime import datetime
+
     for a in atoms:
         t = a.value.get("capture_time_utc") if a.value else None
-        if t is not None:
+        if isinstance(t, datetime):
             return t
+        if isinstance(t, str):
+            try:
+                return datetime.fromisoformat(t)
+            except ValueError:
+                continue
     return None
 
 
-def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | None = None,
-           use_metadata: bool = True, top_k: int = 5, explain: bool = True, limits=None,
-           filename: str | None = None, weights=None) -> Prediction:
-    """Locate one photo, recording or video. `source` is a path or the file's bytes."""
-    if isinstance(source, bytes | bytearray):
-        suffix = Path(filename or "upload").suffix
-        with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as fh:
-            fh.write(source)
-            tmp = fh.name
-        try:
-            pred = locate(tmp, engines, use_metadata, top_k, explain, limits, filename, weights)
-        finally:
-            os.unlink(tmp)
-        return pred
+def extract_atoms(path: str | os.PathLike, engines: str | Iterable[str] | None = None,
+                  use_metadata: bool = True, limits=None, timer: _Timer | None = None):
+    """Perception only: (media, atoms, engines report, context) for one file."""
     from avgeo.media import open_media
 
-    path = Path(source)
-    timer = _Timer()
+    path = Path(path)
+    timer = timer or _Timer()
     names = parse_engines(engines)
     if not use_metadata:
         names = [n for n in names if n != "meta"]
@@ -184,6 +181,26 @@ def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | Non
         if name == "speech":
             ctx.options["speech_segments"] = [(a.start_s, a.end_s) for a in found
                                               if a.kind == "speech" and a.start_s is not None]
+    return media, atoms, report, ctx
+
+
+def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | None = None,
+           use_metadata: bool = True, top_k: int = 5, explain: bool = True, limits=None,
+           filename: str | None = None, weights=None) -> Prediction:
+    """Locate one photo, recording or video. `source` is a path or the file's bytes."""
+    if isinstance(source, bytes | bytearray):
+        suffix = Path(filename or "upload").suffix
+        with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as fh:
+            fh.write(source)
+            tmp = fh.name
+        try:
+            pred = locate(tmp, engines, use_metadata, top_k, explain, limits, filename, weights)
+        finally:
+            os.unlink(tmp)
+        return pred
+    path = Path(source)
+    timer = _Timer()
+    media, atoms, report, ctx = extract_atoms(path, engines, use_metadata, limits, timer)
 
     from avgeo.reasoning import chain as chain_mod
     from avgeo.reasoning import rationale as rat
@@ -193,28 +210,25 @@ def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | Non
     weights = weights or FusionWeights.load()
     with timer.stage("fusion"):
         result = fuse(atoms, weights)
-        post = result.fine or result.coarse
-        pe = summary.point_estimate(post, atoms)
+        support = result.support()
+        pe = summary.point_estimate(result.fine or result.coarse, atoms)
         regions = summary.top_regions(result.coarse, k=top_k)
-        scale = result.fine_mass if result.fine is not None else 1.0
-        creds = [summary.credible_region(result.coarse, q) for q in (0.5, 0.9)]
-        if result.fine is not None:
-            # Finer credible sets where the refined cells hold the required mass.
-            creds = [summary.credible_region(result.fine, q, scale=scale)
-                     if scale >= q else c for q, c in zip((0.5, 0.9), creds, strict=True)]
+        creds = [summary.credible_region(support.cells, support.area_km2, support.log_prob, q)
+                 for q in (0.5, 0.9)]
     with timer.stage("chain"):
-        chain = chain_mod.chain_of_region(result, (pe.lat, pe.lon))
+        labels = chain_mod.support_labels(result, support, (pe.lat, pe.lon))
+        chain = chain_mod.chain_of_region(support, labels)
     with timer.stage("rationale"):
-        contribs, prior_lo, top, second = rat.contributions(result)
+        groups = result.coarse.groups
+        contribs, prior_lo, top, second = rat.contributions(support, labels.country, groups)
         from avgeo.geo.regions import country_name
 
         by_key = {c.key: c.log_odds for c in contribs}
-        groups = {g.key: g for g in result.coarse.groups}
         atom_out = []
         for a in atoms:
             key = f"{a.engine}:{a.pool_key}"
             d = a.to_dict()
-            d["contribution"] = by_key.get(key) if key in groups else None
+            d["contribution"] = by_key.get(key)
             atom_out.append(AtomOut(**d))
         sentences = rat.sentences(contribs, prior_lo, weights.prior,
                                   country_name(top) if top else "no country",
@@ -223,16 +237,13 @@ def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | Non
         if explain and contribs:
             keys = [c.key for c in contribs[:5]]
             ev = {c.key: c.evidence for c in contribs}
-            cfs = [Counterfactual(**{k: v for k, v in cf.__dict__.items()
-                                     if k != "top_probability_before"})
-                   for cf in rat.counterfactuals(result, keys, ev, (pe.lat, pe.lon))]
+            cfs = [Counterfactual(**cf.__dict__) for cf in
+                   rat.counterfactuals(support, labels.country, keys, ev, (pe.lat, pe.lon))]
 
-    heat_post = result.fine if result.fine is not None else result.coarse
-    heat_scale = result.fine_mass if result.fine is not None else 1.0
-    order = np.argsort(-heat_post.log_prob)[:HEATMAP_CELLS]
-    heatmap = [HeatCell(cell=cell_to_str(heat_post.grid.cells[i]),
-                        probability=float(heat_post.prob[i] * heat_scale)) for i in order
-               if heat_post.prob[i] * heat_scale > 1e-6]
+    order = np.argsort(-support.log_prob)[:HEATMAP_CELLS]
+    prob = support.prob
+    heatmap = [HeatCell(cell=cell_to_str(support.cells[i]), probability=float(prob[i]))
+               for i in order if prob[i] > 1e-6]
 
     notes = list(ctx.notes)
     if not use_metadata:

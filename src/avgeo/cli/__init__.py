@@ -13,8 +13,8 @@ from avgeo.errors import AvgeoError
 ISSUES_URL = "https://github.com/avgeo/avgeo/issues"
 
 # Each module registers its commands on `app` when imported.
-_COMMAND_MODULES = ("evaluate", "inspect_cmd", "locate", "explain", "serve", "train", "sample",
-                    "dataset", "extract", "benchmark", "query")
+_COMMAND_MODULES = ("evaluate", "inspect_cmd", "locate", "explain", "serve", "train",
+                    "train_fusion", "sample", "dataset", "extract", "benchmark", "query")
 
 
 def _register() -> None:

@@ -108,6 +108,7 @@ def interpolate(lat1, lon1, lat2, lon2, t):
     fallback = np.where(fb_norm > 1e-12, fallback / np.maximum(fb_norm, 1e-300),
                         np.array([1.0, 0.0, 0.0]))
     u = np.where(norm > 1e-12, perp / np.maximum(norm, 1e-300), fallback)
-    ang = t[..., None] * omega[..., None] if np.ndim(omega) else t[..., None] * omega
+    # Output broadcasts like numpy over the points and t (scalars in, scalars out).
+    ang = (t * omega)[..., None]
     p = np.cos(ang) * a + np.sin(ang) * u
     return from_xyz(p)

@@ -86,35 +86,77 @@ def group_atoms(atoms: list[Atom], weights: FusionWeights) -> list[AtomGroup]:
     return groups
 
 
-def tempered_map(atom: Atom, grid: Grid, coarse_map: np.ndarray | None = None,
-                 parent_idx: np.ndarray | None = None) -> np.ndarray:
-    """An atom's log-likelihood on `grid`, mixed with 'the detection is wrong' by its
-    confidence: log(c·L + (1 − c)). Maps that have no sub-cell structure are broadcast
-    from the coarse map when given."""
-    lik = atom.likelihood
-    assert lik is not None
-    if coarse_map is not None and not getattr(lik, "resolves_subcell", False):
-        logl = coarse_map[parent_idx]
-    else:
-        logl = lik.log_map(grid)
+def global_log_mean(logl: np.ndarray, grid: Grid) -> float:
+    """log of the area-weighted mean of exp(logl) over a global grid."""
+    return float(logsumexp(logl, b=grid.area_km2) - np.log(grid.area_km2.sum()))
+
+
+def tempered_map(atom: Atom, logl: np.ndarray, log_mean: float) -> np.ndarray:
+    """Mix an atom's map with 'the detection is false' by its confidence c.
+
+    The map is first scaled so that its area-weighted mean over the globe is 1: a false
+    detection is then as likely everywhere as the evidence is on average, and
+    log(c·L/mean(L) + (1 − c)) keeps a sharp atom (a GPS fix: one cell in 41k) decisive
+    even at moderate confidence, while a broad one (a continent) stays mild.
+    """
     c = float(np.clip(atom.confidence, 0.0, 1.0))
-    if c >= 1.0:
-        return logl
     if c <= 0.0:
         return np.zeros_like(logl)
-    return np.logaddexp(np.log(c) + logl, np.log1p(-c))
+    scaled = logl - log_mean
+    if c >= 1.0:
+        return scaled
+    return np.logaddexp(np.log(c) + scaled, np.log1p(-c))
+
+
+def atom_map(atom: Atom, grid: Grid, coarse_map: np.ndarray | None = None,
+             parent_idx: np.ndarray | None = None,
+             area_share: np.ndarray | None = None) -> np.ndarray:
+    """The atom's log map on `grid`.
+
+    On a refined grid (`parent_idx` given), maps with no sub-cell structure are broadcast
+    from the coarse map; the others are rendered and then rescaled per parent so that the
+    area-weighted mean over a parent's children equals the parent's coarse value. That
+    keeps refined and coarse cells on one scale (a density), so a 10 m GPS fix puts ~49×
+    the coarse value on the one res-5 child that holds it, and mixed supports stay exact.
+    """
+    lik = atom.likelihood
+    assert lik is not None
+    if coarse_map is None or parent_idx is None:
+        return lik.log_map(grid)
+    if not lik.resolves_subcell:
+        return coarse_map[parent_idx]
+    raw = lik.log_map(grid)
+    assert area_share is not None
+    order = np.argsort(parent_idx, kind="stable")
+    pid = parent_idx[order]
+    starts = np.flatnonzero(np.r_[True, pid[1:] != pid[:-1]])
+    vals = raw[order] + np.log(area_share[order])
+    mx = np.maximum.reduceat(vals, starts)
+    seg_mx = np.repeat(mx, np.diff(np.r_[starts, len(pid)]))
+    lse = mx + np.log(np.add.reduceat(np.exp(vals - seg_mx), starts))
+    per_child = np.empty_like(raw)
+    per_child[order] = np.repeat(lse, np.diff(np.r_[starts, len(pid)]))
+    return raw - per_child + coarse_map[parent_idx]
 
 
 def group_map(group: AtomGroup, grid: Grid, coarse: dict[int, np.ndarray] | None = None,
-              parent_idx: np.ndarray | None = None) -> np.ndarray:
-    """Confidence-weighted mean of the members' tempered maps, times the group weight."""
-    maps, ws = [], []
+              parent_idx: np.ndarray | None = None,
+              log_means: dict[int, float] | None = None,
+              area_share: np.ndarray | None = None) -> np.ndarray:
+    """Confidence-weighted mean of the members' tempered maps, times the group weight.
+
+    `grid` must be global unless `log_means` (from the global coarse maps) is given."""
+    total = sum(max(a.confidence, 1e-6) for a in group.atoms)
+    acc: np.ndarray | None = None
     for a in group.atoms:
         cm = None if coarse is None else coarse[id(a)]
-        maps.append(tempered_map(a, grid, cm, parent_idx))
-        ws.append(max(a.confidence, 1e-6))
-    w = np.asarray(ws) / np.sum(ws)
-    return group.weight * np.tensordot(w, np.stack(maps), axes=1)
+        raw = atom_map(a, grid, cm, parent_idx, area_share)
+        lm = log_means[id(a)] if log_means is not None else global_log_mean(raw, grid)
+        m = tempered_map(a, raw, lm)
+        f = group.weight * max(a.confidence, 1e-6) / total
+        acc = m * f if acc is None else acc + m * f
+    assert acc is not None
+    return acc
 
 
 def prior_log(grid: Grid, name: str) -> np.ndarray:
@@ -169,11 +211,61 @@ def _posterior(grid: Grid, log_prior: np.ndarray, groups: list[AtomGroup],
 
 
 @dataclass
+class Support:
+    """The posterior on a mixed-resolution support: the refined (fine) cells where most of
+    the mass is, and the coarse cells elsewhere. Sums to one; labels and contributions are
+    read here so that a border city is not labelled by a 12,000 km² coarse cell."""
+
+    cells: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    area_km2: np.ndarray
+    is_fine: np.ndarray
+    log_prob: np.ndarray
+    log_prior: np.ndarray
+    group_maps: dict[str, np.ndarray]
+
+    @property
+    def prob(self) -> np.ndarray:
+        return np.exp(self.log_prob)
+
+    def without(self, keys: set[str]) -> Support:
+        lp = self.log_prior.copy()
+        for k, m in self.group_maps.items():
+            if k not in keys:
+                lp += m
+        lp -= logsumexp(lp)
+        return Support(self.cells, self.lat, self.lon, self.area_km2, self.is_fine, lp,
+                       self.log_prior, {k: m for k, m in self.group_maps.items()
+                                        if k not in keys})
+
+
+@dataclass
 class FusionResult:
     coarse: Posterior
     fine: Posterior | None
     fine_parent_idx: np.ndarray | None  # fine cell → coarse grid position
     fine_mass: float  # coarse posterior mass covered by the refined cells
+
+    def support(self) -> Support:
+        c = self.coarse
+        if self.fine is None or self.fine_parent_idx is None:
+            return Support(c.grid.cells, c.grid.lat, c.grid.lon, c.grid.area_km2,
+                           np.zeros(len(c.grid), bool), c.log_prob, c.log_prior, c.group_maps)
+        f = self.fine
+        rest = np.ones(len(c.grid), bool)
+        rest[np.unique(self.fine_parent_idx)] = False
+        # Refined maps are on the coarse maps' scale (see atom_map), so one normalisation
+        # over the mixed support is exact.
+        cat = np.concatenate
+        lprior = cat([f.log_prior, c.log_prior[rest]])
+        maps = {k: cat([f.group_maps[k], c.group_maps[k][rest]]) for k in c.group_maps}
+        lp = lprior + sum(maps.values()) if maps else lprior.copy()
+        return Support(cat([f.grid.cells, c.grid.cells[rest]]), cat([f.grid.lat, c.grid.lat[rest]]),
+                       cat([f.grid.lon, c.grid.lon[rest]]),
+                       cat([f.grid.area_km2, c.grid.area_km2[rest]]),
+                       cat([np.ones(len(f.grid), bool), np.zeros(int(rest.sum()), bool)]),
+                       lp - logsumexp(lp), lprior, maps)
 
 
 def fuse(atoms: list[Atom], weights: FusionWeights | None = None, *,
@@ -185,11 +277,13 @@ def fuse(atoms: list[Atom], weights: FusionWeights | None = None, *,
     grid = global_grid(coarse_res)
     groups = group_atoms(atoms, weights)
     atom_coarse: dict[int, np.ndarray] = {}
+    log_means: dict[int, float] = {}
     maps: dict[str, np.ndarray] = {}
     for g in groups:
         for a in g.atoms:
             atom_coarse[id(a)] = a.likelihood.log_map(grid)  # type: ignore[union-attr]
-        maps[g.key] = group_map(g, grid, atom_coarse, np.arange(len(grid)))
+            log_means[id(a)] = global_log_mean(atom_coarse[id(a)], grid)
+        maps[g.key] = group_map(g, grid, atom_coarse, None, log_means)
     lprior = weights.prior_weight * prior_log(grid, weights.prior)
     lprior -= logsumexp(lprior)
     coarse = _posterior(grid, lprior, groups, maps)
@@ -210,6 +304,7 @@ def fuse(atoms: list[Atom], weights: FusionWeights | None = None, *,
     area_share = fgrid.area_km2 / np.bincount(parent_idx, weights=fgrid.area_km2,
                                               minlength=len(grid))[parent_idx]
     fprior = lprior[parent_idx] + np.log(area_share)
-    fmaps = {g.key: group_map(g, fgrid, atom_coarse, parent_idx) for g in groups}
+    fmaps = {g.key: group_map(g, fgrid, atom_coarse, parent_idx, log_means, area_share)
+             for g in groups}
     fine = _posterior(fgrid, fprior, groups, fmaps)
     return FusionResult(coarse, fine, parent_idx, float(cum[n_top - 1]))

@@ -33,31 +33,30 @@ class CredibleRegion:
     cells: list[str]  # H3 indexes, highest density first (capped)
 
 
-def hpd_order(post: Posterior) -> np.ndarray:
+def hpd_order(log_prob: np.ndarray, area_km2: np.ndarray) -> np.ndarray:
     """Cell positions by decreasing posterior density (probability per km²)."""
-    density = post.log_prob - np.log(post.grid.area_km2)
-    return np.argsort(-density, kind="stable")
+    return np.argsort(-(log_prob - np.log(area_km2)), kind="stable")
 
 
-def credible_region(post: Posterior, level: float, max_cells_listed: int = 500,
-                    scale: float = 1.0) -> CredibleRegion:
-    """Smallest-area set of cells holding `level` of the mass (`scale` = mass of the
-    grid's support when it covers only part of the globe)."""
-    order = hpd_order(post)
-    p = post.prob[order] * scale
+def credible_region(cells: np.ndarray, area_km2: np.ndarray, log_prob: np.ndarray,
+                    level: float, max_cells_listed: int = 500) -> CredibleRegion:
+    """Smallest-area set of cells holding `level` of the mass (highest posterior density).
+    Cells may mix resolutions (a refined support)."""
+    order = hpd_order(log_prob, area_km2)
+    p = np.exp(log_prob[order])
     cum = np.cumsum(p)
     n = int(min(np.searchsorted(cum, level - 1e-12) + 1, len(order)))
     sel = order[:n]
-    return CredibleRegion(level=level, probability=float(cum[n - 1]),
-                          area_km2=float(post.grid.area_km2[sel].sum()), n_cells=n,
-                          cells=[cell_to_str(c) for c in post.grid.cells[sel[:max_cells_listed]]])
+    return CredibleRegion(level=level, probability=float(min(cum[n - 1], 1.0)),
+                          area_km2=float(area_km2[sel].sum()), n_cells=n,
+                          cells=[cell_to_str(c) for c in cells[sel[:max_cells_listed]]])
 
 
 def top_regions(post: Posterior, k: int = 5, mass: float = 0.999,
                 max_cells: int = 3000) -> list[Region]:
     """Connected groups of high-posterior cells, by total probability."""
     grid = post.grid
-    order = hpd_order(post)
+    order = hpd_order(post.log_prob, grid.area_km2)
     cum = np.cumsum(post.prob[order])
     n = int(min(np.searchsorted(cum, mass) + 1, max_cells, len(order)))
     keep = order[:n]

@@ -8,6 +8,7 @@ import secrets
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from multiprocessing import get_context
@@ -44,8 +45,6 @@ def _error(status: int, type_: str, message: str, hint: str) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = FastAPI(title="avgeo", version=__version__,
-                  description="Where on Earth was this photo, sound or video captured, and why.")
     store = Store(settings.db_path)
     if settings.pool == "thread":
         pool: Any = ThreadPoolExecutor(settings.workers)
@@ -54,13 +53,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    initializer=init_worker)
     state = {"queued": 0}
     tmpdir = Path(tempfile.mkdtemp(prefix="avgeo-serve-"))
-    app.state.store, app.state.settings = store, settings
 
-    @app.on_event("shutdown")
-    def _shutdown() -> None:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
         pool.shutdown(wait=False, cancel_futures=True)
         store.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+    app = FastAPI(title="avgeo", version=__version__, lifespan=lifespan,
+                  description="Where on Earth was this photo, sound or video captured, and why.")
+    app.state.store, app.state.settings = store, settings
 
     @app.exception_handler(AvgeoError)
     async def _avgeo_error(_req: Request, exc: AvgeoError) -> JSONResponse:

@@ -1,0 +1,1 @@
+"""Audio perception engines: mains hum (ENF), speech activity, birds and sound events."""
