@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("AVGEO_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -22,15 +22,27 @@ class Example:
     name: str
     maps: np.ndarray  # (groups, cells): pooled group maps at engine weight 1
     engines: list[str]
-    true_idx: int
+    true_idx: np.ndarray  # cells of the truth: the one holding the point, or a country's
 
 
-def make_example(name: str, atoms: list[Atom], lat: float, lon: float, grid: Grid,
-                 pool_alpha: float) -> Example | None:
+def make_example(name: str, atoms: list[Atom], grid: Grid, pool_alpha: float,
+                 lat: float | None = None, lon: float | None = None,
+                 country: str | None = None) -> Example | None:
+    """A training example; the truth is a point (its cell) or, failing that, a country
+    (all its cells: the NLL is then of the country's posterior mass)."""
     base = FusionWeights(pool_alpha=pool_alpha)
     groups = group_atoms(atoms, base)
-    true_idx = int(grid.locate(lat, lon)[0])
-    if true_idx < 0:
+    if lat is not None and lon is not None and np.isfinite(lat) and np.isfinite(lon):
+        true_idx = grid.locate(lat, lon)
+        if true_idx[0] < 0:
+            return None
+    elif country:
+        from avgeo.geo.regions import cell_countries
+
+        true_idx = np.flatnonzero(np.asarray(cell_countries(grid)) == country)
+        if not len(true_idx):
+            return None
+    else:
         return None
     if groups:
         maps = np.stack([group_map(g, grid) for g in groups]).astype(np.float64)
@@ -55,11 +67,13 @@ def _nll_and_grad(theta: np.ndarray, examples: list[Example], engines: list[str]
         cols = np.array([idx[e] for e in ex.engines], dtype=int)
         lp = w[0] * lprior + (w[cols] @ ex.maps if len(cols) else 0.0)
         p = softmax(lp)
-        nll += logsumexp(lp) - lp[ex.true_idx]
-        # d/dw_k of NLL = E_p[feature_k] − feature_k[true]
-        grad[0] += p @ lprior - lprior[ex.true_idx]
+        t = ex.true_idx
+        nll += logsumexp(lp) - logsumexp(lp[t])
+        # d/dw_k of NLL = E_p[feature_k] − E_{p | truth}[feature_k]
+        pt = softmax(lp[t])
+        grad[0] += p @ lprior - pt @ lprior[t]
         if len(cols):
-            per_group = ex.maps @ p - ex.maps[:, ex.true_idx]
+            per_group = ex.maps @ p - ex.maps[:, t] @ pt
             np.add.at(grad, cols, per_group)
     n = max(len(examples), 1)
     nll, grad = nll / n, grad / n
