@@ -184,6 +184,15 @@ def extract_atoms(path: str | os.PathLike, engines: str | Iterable[str] | None =
     return media, atoms, report, ctx
 
 
+def read_chain(result, support, point):
+    """Region labels of the support and the Chain of Region; one code path for `locate` and
+    the benchmark runner."""
+    from avgeo.reasoning import chain as chain_mod
+
+    labels = chain_mod.support_labels(result, support, (point.lat, point.lon))
+    return labels, chain_mod.chain_of_region(support, labels)
+
+
 def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | None = None,
            use_metadata: bool = True, top_k: int = 5, explain: bool = True, limits=None,
            filename: str | None = None, weights=None) -> Prediction:
@@ -202,7 +211,6 @@ def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | Non
     timer = _Timer()
     media, atoms, report, ctx = extract_atoms(path, engines, use_metadata, limits, timer)
 
-    from avgeo.reasoning import chain as chain_mod
     from avgeo.reasoning import rationale as rat
     from avgeo.reasoning import summary
     from avgeo.reasoning.fusion import FusionWeights, fuse
@@ -216,8 +224,7 @@ def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | Non
         creds = [summary.credible_region(support.cells, support.area_km2, support.log_prob, q)
                  for q in (0.5, 0.9)]
     with timer.stage("chain"):
-        labels = chain_mod.support_labels(result, support, (pe.lat, pe.lon))
-        chain = chain_mod.chain_of_region(support, labels)
+        labels, chain = read_chain(result, support, pe)
     with timer.stage("rationale"):
         groups = result.coarse.groups
         contribs, prior_lo, top, second = rat.contributions(support, labels.country, groups)

@@ -14,7 +14,8 @@ ISSUES_URL = "https://github.com/avgeo/avgeo/issues"
 
 # Each module registers its commands on `app` when imported.
 _COMMAND_MODULES = ("evaluate", "inspect_cmd", "locate", "explain", "serve", "train",
-                    "train_fusion", "sample", "dataset", "extract", "benchmark", "query")
+                    "train_fusion", "train_sae", "train_reasoner", "sample", "dataset",
+                    "extract", "benchmark", "query")
 
 
 def _register() -> None:
