@@ -68,6 +68,26 @@ def select_frames(frames, max_frames: int = 8, min_hash_bits: int = 10,
 
 
 # -- atoms --------------------------------------------------------------------------------
+#: A place named in a scene is rarely the spot itself: direction signs name towns tens to
+#: hundreds of km away ("Pyeongyang 205 km"), so a named place is evidence for its region.
+PLACE_SIGMA_KM = 150.0
+#: Scripts written in syllables or logograms carry a word in one or two characters; the
+#: alphabetic ones need more letters before a stray glyph counts as writing.
+_SYLLABIC = ("Han", "Hangul", "Japanese", "Hiragana", "Katakana")
+
+
+def _min_letters(script: str) -> int:
+    return 2 if script.startswith(_SYLLABIC) else 4
+
+
+def _worded_text(words) -> str:
+    """The recognised text without isolated single glyphs: OCR on textures (foliage,
+    brickwork) yields lone letters of some script, which are not writing."""
+    kept = [w.text for w in words if sum(ch.isalpha() for ch in w.text) >= 2
+            or any(ord(ch) > 0x2E80 for ch in w.text)]
+    return " ".join(kept)
+
+
 def _top(weights: dict[str, float], n: int = 3) -> list[str]:
     return [k for k, _ in sorted(weights.items(), key=lambda kv: -kv[1])[:n]]
 
@@ -99,7 +119,8 @@ def text_atoms(result: OcrResult, start_s: float | None = None, end_s: float | N
 
     # Latin beside another script is mostly transliteration (road signs, brands), so a
     # non-Latin script counts however few of its letters are read next to Latin ones.
-    scripts = [(s, n) for s, n in dominant_scripts(text, min_share=0.0) if n >= 2]
+    scripts = [(s, n) for s, n in dominant_scripts(_worded_text(words), min_share=0.0)
+               if n >= _min_letters(s)]
     if any(s != "Latin" for s, _ in scripts):
         scripts = [(s, n) for s, n in scripts if s != "Latin"]
     for script, n in scripts:
@@ -150,8 +171,9 @@ def text_atoms(result: OcrResult, start_s: float | None = None, end_s: float | N
         # several places share most names: confidence falls with how spread the weight is
         entropy = -sum(p * math.log(p) for _, p in m.candidates if p > 0)
         conf = (m.score / 100.0) * mean_conf / (1.0 + entropy)
-        lik = (PointLikelihood(best.lat, best.lon, 30.0) if len(m.candidates) == 1 else
-               MixtureLikelihood([(p.lat, p.lon, wt) for p, wt in m.candidates], 30.0))
+        lik = (PointLikelihood(best.lat, best.lon, PLACE_SIGMA_KM) if len(m.candidates) == 1
+               else MixtureLikelihood([(p.lat, p.lon, wt) for p, wt in m.candidates],
+                                      PLACE_SIGMA_KM))
         atoms.append(Atom(
             name=f"place:{best.name}", kind="place_name", confidence=conf,
             evidence=f"{m.query!r} matches {best.name} ({best.country}, pop "
