@@ -39,9 +39,12 @@ ENGINE_MODULES = {
     "hum": "avgeo.perception.audio.hum",
     "speech": "avgeo.perception.audio.speech",
     "birdnet": "avgeo.perception.audio.birdnet",
+    "sae": "avgeo.perception.audio.sae.engine",
     "ocr": "avgeo.perception.vision.engine",
 }
 DEFAULT_ENGINES = tuple(ENGINE_MODULES)
+#: Stages that read atoms rather than media; named in --engines like engines, off by default.
+REASONING_STAGES = ("reasoner",)
 HEATMAP_CELLS = 400
 
 
@@ -63,13 +66,13 @@ def parse_engines(spec: str | Iterable[str] | None) -> list[str]:
         return list(DEFAULT_ENGINES)
     names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     names = [n for n in names if n]
-    if names == ["all"]:
-        return list(DEFAULT_ENGINES)
-    unknown = [n for n in names if n not in ENGINE_MODULES]
+    if "all" in names:
+        names = [*DEFAULT_ENGINES, *[n for n in names if n in REASONING_STAGES]]
+    unknown = [n for n in names if n not in ENGINE_MODULES and n not in REASONING_STAGES]
     if unknown:
         raise ConfigError(f"unknown engine(s): {', '.join(unknown)}",
-                          f"choose from {', '.join(ENGINE_MODULES)}")
-    return [n for n in DEFAULT_ENGINES if n in names]
+                          f"choose from {', '.join([*ENGINE_MODULES, *REASONING_STAGES])}")
+    return [n for n in (*DEFAULT_ENGINES, *REASONING_STAGES) if n in names]
 
 
 def _load_engine(name: str):
@@ -159,6 +162,8 @@ def extract_atoms(path: str | os.PathLike, engines: str | Iterable[str] | None =
     atoms: list[Atom] = []
     report = Engines()
     for name in names:
+        if name in REASONING_STAGES:
+            continue
         with timer.stage(name):
             engine, why = _load_engine(name)
             if engine is None:
@@ -178,10 +183,41 @@ def extract_atoms(path: str | os.PathLike, engines: str | Iterable[str] | None =
         atoms.extend(found)
         if name == "meta" and use_metadata:
             ctx.capture_time_utc = _capture_time(found)
+        if name == "birdnet":
+            emb = getattr(engine, "last_embeddings", None)
+            if emb is not None:
+                # The SAE reads the same windows: hand them over instead of a second pass.
+                ctx.options["birdnet_embeddings"] = (emb.start_s, emb.vectors)
         if name == "speech":
             ctx.options["speech_segments"] = [(a.start_s, a.end_s) for a in found
                                               if a.kind == "speech" and a.start_s is not None]
     return media, atoms, report, ctx
+
+
+def _run_reasoner(atoms: list[Atom], kind: str, report: Engines):
+    """The learned reasoner's answer, or a skipped-engine note when it cannot run."""
+    from avgeo.prediction import ReasonerAnswer
+
+    # Local weights only; never reach for a hub, and keep stderr to one-line errors.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        from avgeo.reasoning.reasoner.engine import reason
+
+        hf_logging.disable_progress_bar()
+        out = reason(atoms, kind)
+    except ImportError as exc:
+        report.skipped.append(SkippedEngine(name="reasoner",
+                                            reason=f"not installed ({exc.name or exc})"))
+        return None
+    except AvgeoError as exc:
+        report.skipped.append(SkippedEngine(name="reasoner", reason=exc.one_line()))
+        return None
+    report.used.append("reasoner")
+    return ReasonerAnswer(chain=out.chain, lat=out.lat, lon=out.lon, parsed=out.parsed,
+                          text=out.text, policy=out.policy)
 
 
 def read_chain(result, support, point):
@@ -247,6 +283,11 @@ def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | Non
             cfs = [Counterfactual(**cf.__dict__) for cf in
                    rat.counterfactuals(support, labels.country, keys, ev, (pe.lat, pe.lon))]
 
+    reasoner_answer = None
+    if "reasoner" in parse_engines(engines):
+        with timer.stage("reasoner"):
+            reasoner_answer = _run_reasoner(atoms, media.kind, report)
+
     order = np.argsort(-support.log_prob)[:HEATMAP_CELLS]
     prob = support.prob
     heatmap = [HeatCell(cell=cell_to_str(support.cells[i]), probability=float(prob[i]))
@@ -267,5 +308,5 @@ def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | Non
         credible_regions=[CredibleRegion(**c.__dict__) for c in creds],
         atoms=atom_out, rationale=sentences,
         timeline=_timeline(atoms, media.duration_s), heatmap=heatmap, counterfactuals=cfs,
-        engines=report, timings_s=timings, use_metadata=use_metadata, notes=notes,
-        version=__version__)
+        engines=report, reasoner=reasoner_answer, timings_s=timings,
+        use_metadata=use_metadata, notes=notes, version=__version__)

@@ -75,6 +75,17 @@ class Counterfactual(BaseModel):
     moved_km: float
 
 
+class ReasonerAnswer(BaseModel):
+    """The learned reasoner's own chain and point, shown beside the fusion answer."""
+
+    chain: list[dict[str, str]] = Field(default_factory=list)
+    lat: float | None = None
+    lon: float | None = None
+    parsed: bool = False
+    text: str = ""
+    policy: str = ""
+
+
 class Prediction(BaseModel):
     id: str | None = None
     file: str | None = None
@@ -93,6 +104,7 @@ class Prediction(BaseModel):
         default_factory=list, description="the most probable cells of the posterior (H3)")
     counterfactuals: list[Counterfactual] = Field(default_factory=list)
     engines: Engines
+    reasoner: ReasonerAnswer | None = None
     timings_s: dict[str, float]
     use_metadata: bool = True
     notes: list[str] = Field(default_factory=list)

@@ -21,7 +21,8 @@ def locate_cmd(
                                      help="Ignore every metadata atom (GPS, time, camera)."),
     explain: bool = typer.Option(False, "--explain", help="Also show counterfactuals."),
     engines: str = typer.Option("all", "--engines",
-                                help="Comma list: meta,hum,speech,birdnet,ocr (or all)."),
+                                help="Comma list of meta,hum,speech,birdnet,sae,ocr (or all); "
+                                     "add reasoner for the learned reasoner's chain."),
     top: int = typer.Option(5, "--top", min=1, max=50, help="How many top regions."),
     out: Path | None = typer.Option(None, "--out",
                                     help="Batch mode: write results to this Parquet file."),

@@ -21,6 +21,14 @@ def render_prediction(pred: Prediction, console: Console, explain: bool = False)
         chain = " → ".join(f"{c.name or c.code} [dim]{c.probability:.0%}[/dim]"
                            for c in pred.chain)
         console.print(f"  chain:    {chain}")
+    if pred.reasoner is not None:
+        r = pred.reasoner
+        if r.parsed:
+            rc = " → ".join(c.get("name") or c.get("code", "") for c in r.chain)
+            console.print(f"  reasoner: {rc} [dim]({r.lat:.3f}, {r.lon:.3f})[/dim]",
+                          highlight=False)
+        else:
+            console.print("  reasoner: [yellow]no parsable answer[/yellow]")
     for c in pred.credible_regions:
         console.print(f"  {c.level:.0%} credible region: {_fmt_area(c.area_km2)} "
                       f"({c.n_cells} cells)")

@@ -58,7 +58,7 @@ def train_fusion_cmd(
     out.write_text(json.dumps(rep.weights.to_dict(), indent=2) + "\n")
     con = Console()
     con.print(f"examples: {rep.n_train} train, {rep.n_heldout} held-out ({rep.seconds:.1f} s)")
-    con.print(f"mean NLL of the truth (its res-3 cell, or its country) in nats: train {rep.train_nll_before:.3f} → "
-              f"{rep.train_nll_after:.3f}; held-out {rep.heldout_nll_before:.3f} → "
-              f"{rep.heldout_nll_after:.3f}")
+    con.print("mean NLL of the truth (its res-3 cell, or its country) in nats: "
+              f"train {rep.train_nll_before:.3f} → {rep.train_nll_after:.3f}; "
+              f"held-out {rep.heldout_nll_before:.3f} → {rep.heldout_nll_after:.3f}")
     con.print(f"weights: prior {rep.weights.prior_weight}, {rep.weights.engine_weight} → {out}")

@@ -20,11 +20,11 @@ POLICY_VERSION = 1
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Size of the default policy (about 2M parameters at the defaults)."""
+    """Size of the default policy (about 1M parameters at the defaults)."""
 
     vocab_size: int = 1536
-    hidden_size: int = 192
-    intermediate_size: int = 512
+    hidden_size: int = 128
+    intermediate_size: int = 384
     num_layers: int = 4
     num_heads: int = 4
     max_positions: int = 768

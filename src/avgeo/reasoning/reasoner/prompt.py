@@ -4,12 +4,13 @@ confidences, evidence and a compact likelihood description) and the target compl
 Output format (what `parse.py` accepts, nothing else)::
 
     <think>{free text without '<' or '>'}</think>
-    continent: {AF|AN|AS|EU|NA|OC|SA|-} | country: {ISO alpha-2|-} | admin1: {name|-} | city: {name|-} | {lat}, {lon}
+    continent: {C} | country: {CC} | admin1: {name} | city: {name} | {lat}, {lon}
 
-with exactly one newline between `</think>` and the answer line, lat in [-90, 90] and lon
-in [-180, 180] written with exactly three decimals, names free of '|', '<', '>' and
-newlines, '-' for a level the model does not commit to, and nothing after the line but
-whitespace.
+where C is one of AF AN AS EU NA OC SA, CC an ISO 3166-1 alpha-2 code, and any level may
+be '-' (not committed to); exactly one newline between `</think>` and the answer line;
+lat in [-90, 90] and lon in [-180, 180] written with exactly three decimals; names free
+of '|', '<', '>' and newlines; nothing after the line but whitespace. The think text
+holds no '<' or '>'.
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ def think_text(atoms: Sequence[Atom], ans: Answer, max_cues: int = 3) -> str:
         if len(cues) >= max_cues:
             break
     lead = "; ".join(cues) if cues else "no geographic cues, prior only"
-    return f"{lead} -> {ans.continent or UNKNOWN} {ans.country or UNKNOWN}"
+    return f"{lead}. so {ans.continent or UNKNOWN} {ans.country or UNKNOWN}"
 
 
 def render_target(atoms: Sequence[Atom], ans: Answer) -> str:

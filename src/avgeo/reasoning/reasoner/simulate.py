@@ -291,7 +291,7 @@ def _time_zone_atom(t: Truth, rng: np.random.Generator) -> list[Atom]:
     from avgeo.perception.meta.timezone import band_for_offset
 
     # Political time zones stray from solar time: an hour of noise now and then.
-    off_h = int(round(t.lon / 15.0 + rng.choice([0, 0, 0, 1, -1])))
+    off_h = round(t.lon / 15.0 + rng.choice([0, 0, 0, 1, -1]))
     band = band_for_offset(off_h * 60)
     return [Atom(f"utc_offset:{off_h:+d}h", "meta", "time_zone",
                  f"capture time offset UTC{off_h:+d}:00", _conf(rng, 0.6, 1.0),
