@@ -8,7 +8,8 @@ cd "$ROOT"
 
 APT_PACKAGES=(tesseract-ocr tesseract-ocr-osd tesseract-ocr-kor tesseract-ocr-tha
   tesseract-ocr-chi-sim tesseract-ocr-chi-tra tesseract-ocr-jpn tesseract-ocr-fra
-  tesseract-ocr-rus tesseract-ocr-ell tesseract-ocr-ara tesseract-ocr-heb tesseract-ocr-hin)
+  tesseract-ocr-rus tesseract-ocr-ell tesseract-ocr-ara tesseract-ocr-heb tesseract-ocr-hin
+  chromium chromium-driver)  # the last two drive the web page's browser test
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -16,6 +16,26 @@ def init_worker() -> None:
         pass
 
 
+def warm_up() -> bool:
+    """Load what the first request would otherwise load (imports, grid, priors, tables) by
+    locating a tiny generated photo. Failures are left for the real requests to report."""
+    import tempfile
+
+    try:
+        import numpy as np
+        from PIL import Image
+
+        from avgeo.pipeline import locate
+
+        with tempfile.TemporaryDirectory(prefix="avgeo-warm-") as tmp:
+            path = os.path.join(tmp, "warm.png")
+            Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(path)
+            locate(path, engines=["meta"], explain=True)
+    except Exception:
+        return False
+    return True
+
+
 def run_locate(path: str, filename: str | None, options: dict[str, Any]) -> dict[str, Any]:
     from avgeo.errors import AvgeoError
     from avgeo.pipeline import locate
