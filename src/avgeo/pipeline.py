@@ -44,7 +44,7 @@ ENGINE_MODULES = {
 }
 DEFAULT_ENGINES = tuple(ENGINE_MODULES)
 #: Stages that read atoms rather than media; named in --engines like engines, off by default.
-REASONING_STAGES = ("reasoner",)
+REASONING_STAGES = ("reasoner", "flow")
 HEATMAP_CELLS = 400
 
 
@@ -252,6 +252,11 @@ def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | Non
     from avgeo.reasoning.fusion import FusionWeights, fuse
 
     weights = weights or FusionWeights.load()
+    if "flow" in parse_engines(engines):
+        # Precision stage: the flow-matching density prior replaces the histogram prior.
+        from dataclasses import replace
+
+        weights = replace(weights, prior="flow")
     with timer.stage("fusion"):
         result = fuse(atoms, weights)
         support = result.support()

@@ -167,10 +167,13 @@ def prior_log(grid: Grid, name: str) -> np.ndarray:
         from avgeo.geo import priors
 
         fn = {"photo": priors.photo_prior, "population": priors.population_prior}.get(name)
+        if name == "flow":
+            from avgeo.precision.prior_map import flow_prior as fn
         if fn is None:
             from avgeo.errors import ConfigError
 
-            raise ConfigError(f"unknown prior {name!r}", "use photo, population or uniform")
+            raise ConfigError(f"unknown prior {name!r}",
+                              "use photo, population, flow or uniform")
         lp = fn(grid)
     return lp - logsumexp(lp)
 

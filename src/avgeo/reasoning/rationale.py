@@ -112,6 +112,7 @@ def sentences(contribs: list[Contribution], prior_lo: float, prior_name: str, to
     if abs(prior_lo) >= 0.05:
         what = {"photo": "where photos are usually taken",
                 "population": "where people live",
+                "flow": "flow-matching density of where photos are taken",
                 "uniform": "land area"}.get(prior_name, prior_name)
         verb = "favours" if prior_lo > 0 else "disfavours"
         out.append(f"Prior ({what}) {verb} {top_name} {vs} ({prior_lo:+.1f} log-odds).")

@@ -1,0 +1,65 @@
+"""`avgeo train flow` and `avgeo sample`: train, resume, sample to CSV/GeoJSON, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from avgeo.cli import main
+from avgeo.precision import manifold as S2
+
+
+def _run(args):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    return exc.value.code
+
+
+def test_train_resume_and_sample(tmp_path, capsys):
+    x = S2.vmf_sample(600, torch.tensor([0.0, 0.0, 1.0]), 20.0,
+                      generator=torch.Generator().manual_seed(0))
+    lat, lon = S2.to_latlon(x)
+    csv = tmp_path / "pts.csv"
+    pd.DataFrame({"lat": lat.numpy(), "lon": lon.numpy(),
+                  "c": np.r_[np.zeros(300), np.ones(300)]}).to_csv(csv, index=False)
+    out = tmp_path / "flow.pt"
+    small = ["--hidden", "16", "--depth", "1", "--batch-size", "200"]
+    assert _run(["train", "flow", str(csv), "--epochs", "1", "--out", str(out), *small]) in (0,
+                                                                                              None)
+    assert out.is_file() and (tmp_path / "flow.pt.ckpt").is_file()
+    assert torch.load(out, weights_only=True)["info"]["epochs_done"] == 1
+    assert _run(["train", "flow", str(csv), "--epochs", "3", "--out", str(out),
+                 "--resume", str(tmp_path / "flow.pt.ckpt"), *small]) in (0, None)
+    obj = torch.load(out, weights_only=True)
+    assert obj["info"]["epochs_done"] == 3 and obj["info"]["steps"] == 9
+    samples = tmp_path / "s.csv"
+    assert _run(["sample", "--n", "50", "--weights", str(out), "--out", str(samples),
+                 "--steps", "4"]) in (0, None)
+    df = pd.read_csv(samples)
+    assert len(df) == 50 and df["lat"].between(-90, 90).all()
+    gj = tmp_path / "s.geojson"
+    assert _run(["sample", "--n", "5", "--weights", str(out), "--out", str(gj)]) in (0, None)
+    assert len(json.loads(gj.read_text())["features"]) == 5
+    # Conditional training and sampling with a condition file.
+    cout = tmp_path / "cflow.pt"
+    assert _run(["train", "flow", str(csv), "--cond", "c", "--epochs", "1", "--out", str(cout),
+                 *small]) in (0, None)
+    cfile = tmp_path / "cond.csv"
+    cfile.write_text("c\n1\n")
+    assert _run(["sample", "--n", "7", "--weights", str(cout), "--cond", str(cfile),
+                 "--guidance", "2"]) in (0, None)
+    assert capsys.readouterr().out.count("\n") >= 8
+
+
+def test_cli_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("lat,lon\n95,0\n")
+    assert _run(["train", "flow", str(bad), "--out", str(tmp_path / "x.pt")]) == 4
+    assert _run(["train", "flow", str(tmp_path / "none.csv")]) == 4
+    assert _run(["sample", "--weights", str(tmp_path / "none.pt")]) == 5
+    assert _run(["sample", "--out", str(tmp_path / "x.txt")]) == 2
+    assert "error:" in capsys.readouterr().err
