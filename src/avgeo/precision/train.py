@@ -105,6 +105,14 @@ def _dist_env() -> tuple[int, int, int]:
 
 
 def build_model(cfg: FlowConfig, base: UniformBase | VMFMixtureBase | None = None) -> FlowModel:
+    # Layer init draws from the global RNG: seed it (without disturbing the caller's stream)
+    # so that every process, and every run of one config, starts from the same weights.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return _build_model(cfg, base)
+
+
+def _build_model(cfg: FlowConfig, base: UniformBase | VMFMixtureBase | None) -> FlowModel:
     net = VelocityNet(hidden=cfg.hidden, depth=cfg.depth, n_freq=cfg.n_freq,
                       freq_max=cfg.freq_max, time_freq=cfg.time_freq, cond_dim=cfg.cond_dim,
                       cond_hidden=cfg.cond_hidden, seed=cfg.seed)
@@ -132,9 +140,9 @@ def train_flow(xyz: torch.Tensor, cond: torch.Tensor | None = None,
                base: UniformBase | VMFMixtureBase | None = None) -> FlowModel:
     """Train by conditional flow matching on geodesic paths; returns the EMA model (on CPU).
 
-    Under torchrun (WORLD_SIZE > 1) each rank trains on its own shard through DDP (gloo on CPU,
-    nccl on GPU) and rank 0 writes files. `out` gets the versioned weights; `out`.ckpt holds
-    optimizer state for `resume`.
+    Under torchrun (WORLD_SIZE > 1) each rank trains on its slice of every global batch
+    through DDP (gloo on CPU, nccl on GPU), matching a one-process run; rank 0 writes files.
+    `out` gets the versioned weights; `out`.ckpt holds optimizer state for `resume`.
     """
     requested_epochs = cfg.epochs if cfg is not None else None
     cfg = cfg or FlowConfig()
@@ -174,12 +182,19 @@ def train_flow(xyz: torch.Tensor, cond: torch.Tensor | None = None,
         net = torch.nn.parallel.DistributedDataParallel(
             model.net, device_ids=[local] if dev.type == "cuda" else None)
 
-    g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    shard = torch.arange(rank, xyz.shape[0], world)
-    x_all = xyz[shard].to(torch.float32)
-    c_all = cond[shard].to(torch.float32) if cond is not None else None
+    # Every rank draws the same global batch and noise, then trains on its slice of it: DDP's
+    # gradient average over equal slices is then the single-process full-batch gradient, so
+    # N processes reproduce a one-process run (up to float summation order).
+    g = torch.Generator().manual_seed(cfg.seed * 1000)
+    x_all = xyz.to(torch.float32)
+    c_all = cond.to(torch.float32) if cond is not None else None
     n = x_all.shape[0]
     bs = min(cfg.batch_size, n)
+    bs -= bs % world
+    if bs < world:
+        raise ConfigError(f"batch of {bs} cannot be split over {world} processes",
+                          hint="use more data or fewer processes")
+    mine = slice(rank, None, world)
     steps_per_epoch = max(1, n // bs)
     total = steps_per_epoch * cfg.epochs
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -209,11 +224,11 @@ def train_flow(xyz: torch.Tensor, cond: torch.Tensor | None = None,
             x1 = x_all[idx]
             x0 = base.couple(x1.double(), g).float()
             t = torch.rand(bs, generator=g)
-            ps = path.sample(x0, x1, t)
             c = drop = None
             if c_all is not None:
-                c = c_all[idx].to(dev)
-                drop = (torch.rand(bs, generator=g) < cfg.p_uncond).to(dev)
+                c = c_all[idx][mine].to(dev)
+                drop = (torch.rand(bs, generator=g) < cfg.p_uncond)[mine].to(dev)
+            ps = path.sample(x0[mine], x1[mine], t[mine])
             v = net(ps.x_t.to(dev), ps.t.to(dev), c, drop)
             loss = ((v - ps.dx_t.to(dev)) ** 2).sum(-1).mean()
             for group in opt.param_groups:

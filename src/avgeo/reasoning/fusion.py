@@ -88,7 +88,8 @@ def group_atoms(atoms: list[Atom], weights: FusionWeights) -> list[AtomGroup]:
 
 def global_log_mean(logl: np.ndarray, grid: Grid) -> float:
     """log of the area-weighted mean of exp(logl) over a global grid."""
-    return float(logsumexp(logl, b=grid.area_km2) - np.log(grid.area_km2.sum()))
+    m = float(np.max(logl))
+    return m + float(np.log(np.dot(np.exp(logl - m), grid.area_km2) / grid.area_km2.sum()))
 
 
 def tempered_map(atom: Atom, logl: np.ndarray, log_mean: float) -> np.ndarray:
@@ -121,8 +122,10 @@ def atom_map(atom: Atom, grid: Grid, coarse_map: np.ndarray | None = None,
     """
     lik = atom.likelihood
     assert lik is not None
-    if coarse_map is None or parent_idx is None:
+    if coarse_map is None:
         return lik.log_map(grid)
+    if parent_idx is None:  # `grid` is the coarse grid itself
+        return coarse_map
     if not lik.resolves_subcell:
         return coarse_map[parent_idx]
     raw = lik.log_map(grid)
