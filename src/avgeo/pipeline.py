@@ -8,7 +8,7 @@ import importlib
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -143,8 +143,11 @@ def _capture_time(atoms: list[Atom]):
 
 
 def extract_atoms(path: str | os.PathLike, engines: str | Iterable[str] | None = None,
-                  use_metadata: bool = True, limits=None, timer: _Timer | None = None):
-    """Perception only: (media, atoms, engines report, context) for one file."""
+                  use_metadata: bool = True, limits=None, timer: _Timer | None = None,
+                  on_stage: Callable[[str, int, int], None] | None = None):
+    """Perception only: (media, atoms, engines report, context) for one file.
+
+    `on_stage(name, done, total)` is called as each stage starts (for progress bars)."""
     from avgeo.media import open_media
 
     path = Path(path)
@@ -161,9 +164,12 @@ def extract_atoms(path: str | os.PathLike, engines: str | Iterable[str] | None =
     ctx = EngineContext(use_metadata=use_metadata)
     atoms: list[Atom] = []
     report = Engines()
+    stages = [n for n in names if n not in REASONING_STAGES]
     for name in names:
         if name in REASONING_STAGES:
             continue
+        if on_stage is not None:
+            on_stage(name, stages.index(name), len(stages) + 1)
         with timer.stage(name):
             engine, why = _load_engine(name)
             if engine is None:
@@ -231,21 +237,28 @@ def read_chain(result, support, point):
 
 def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | None = None,
            use_metadata: bool = True, top_k: int = 5, explain: bool = True, limits=None,
-           filename: str | None = None, weights=None) -> Prediction:
-    """Locate one photo, recording or video. `source` is a path or the file's bytes."""
+           filename: str | None = None, weights=None,
+           on_stage: Callable[[str, int, int], None] | None = None) -> Prediction:
+    """Locate one photo, recording or video. `source` is a path or the file's bytes.
+    `on_stage(name, done, total)` reports progress through the stages."""
     if isinstance(source, bytes | bytearray):
         suffix = Path(filename or "upload").suffix
         with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as fh:
             fh.write(source)
             tmp = fh.name
         try:
-            pred = locate(tmp, engines, use_metadata, top_k, explain, limits, filename, weights)
+            pred = locate(tmp, engines, use_metadata, top_k, explain, limits, filename, weights,
+                          on_stage)
         finally:
             os.unlink(tmp)
         return pred
     path = Path(source)
     timer = _Timer()
-    media, atoms, report, ctx = extract_atoms(path, engines, use_metadata, limits, timer)
+    media, atoms, report, ctx = extract_atoms(path, engines, use_metadata, limits, timer,
+                                              on_stage)
+    if on_stage is not None:
+        n_stages = len([n for n in parse_engines(engines) if n not in REASONING_STAGES])
+        on_stage("fusion", n_stages, n_stages + 1)
 
     from avgeo.reasoning import rationale as rat
     from avgeo.reasoning import summary

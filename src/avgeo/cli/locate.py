@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from avgeo.cli.app import app
 from avgeo.errors import AvgeoError, ConfigError
@@ -53,13 +54,20 @@ def locate_cmd(
     first_error: AvgeoError | None = None
     for f in files:
         try:
-            if json_out or not sys.stderr.isatty():
+            if not sys.stderr.isatty():
                 pred = locate(f, engines=engine_list, use_metadata=not no_metadata, top_k=top,
                               explain=explain or json_out)
             else:
-                with err.status(f"locating {f.name}…"):
+                with Progress(TextColumn("{task.description}"), BarColumn(),
+                              TextColumn("{task.fields[stage]}"), TimeElapsedColumn(),
+                              console=err, transient=True) as bar:
+                    task = bar.add_task(f"locating {f.name}", total=1, stage="decoding")
+
+                    def on_stage(name: str, done: int, total: int, _t=task, _b=bar) -> None:
+                        _b.update(_t, completed=done, total=total, stage=name)
+
                     pred = locate(f, engines=engine_list, use_metadata=not no_metadata,
-                                  top_k=top, explain=explain)
+                                  top_k=top, explain=explain or json_out, on_stage=on_stage)
         except AvgeoError as exc:
             if len(files) == 1:
                 raise
