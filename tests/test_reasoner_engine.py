@@ -39,8 +39,6 @@ def test_bad_policy_dir_is_a_weights_error(tmp_path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the shipped default policy is undertrained (issue 11 open): it "
-                   "parses on only part of the real files", strict=False)
 def test_parsable_chain_for_every_located_shared_file(media_dir, manifest) -> None:
     from avgeo.pipeline import extract_atoms
 
