@@ -48,11 +48,11 @@ METHOD_ENGINES: dict[str, tuple[str, ...]] = {
     "vision": ("ocr",),
     "fusion": CONTENT_ENGINES,
 }
-#: Methods built elsewhere; scored when their module offers the hook, else "not available".
-#: hook(fusion_result, atoms) -> (lat, lon)
+#: Methods that read the content atoms in another way: fusion with the flow-matching prior
+#: in place of the histogram prior, and the learned reasoner's own answer.
 PENDING_METHODS: dict[str, tuple[str, str]] = {
-    "fusion+flow": ("avgeo.precision.flow", "refine_point"),
-    "reasoner": ("avgeo.reasoning.reasoner", "predict_point"),
+    "fusion+flow": ("avgeo.precision.prior_map", "flow_prior"),
+    "reasoner": ("avgeo.reasoning.reasoner.engine", "reason"),
 }
 LEVELS = (0.5, 0.9)
 
@@ -145,11 +145,28 @@ def summarise(atoms: list, weights=None) -> Summary:
                    cred_n_cells=n_cells, cred_area_km2=area, cred_cells=sets)
 
 
+def _reasoner_summary(atoms: list, fused: Summary) -> Summary:
+    """The learned reasoner's point and country; it gives no credible regions, so those
+    come out as unknown rather than as misses."""
+    from avgeo.reasoning.reasoner.engine import reason
+
+    out = reason(atoms)
+    chain = {c["level"]: c.get("code", "") for c in out.chain}
+    ok = out.parsed and out.lat is not None and out.lon is not None
+    return Summary(lat=float(out.lat) if ok else float("nan"),
+                   lon=float(out.lon) if ok else float("nan"),
+                   continent=chain.get("continent", ""), country=chain.get("country", ""),
+                   country_probability=float("nan"),
+                   cred_n_cells=dict.fromkeys(LEVELS, 0), cred_area_km2=dict.fromkeys(LEVELS, 0.0),
+                   cred_cells=dict.fromkeys(LEVELS))
+
+
 def credible_hits(s: Summary, lat: float, lon: float) -> dict[float, bool | None]:
     """Per level, whether the point lies in the credible region (None without a point)."""
     if not (math.isfinite(lat) and math.isfinite(lon)):
         return dict.fromkeys(LEVELS)
-    return {q: _point_in_cells(s.cred_cells[q], lat, lon) for q in LEVELS}
+    return {q: None if s.cred_cells.get(q) is None else _point_in_cells(s.cred_cells[q], lat, lon)
+            for q in LEVELS}
 
 
 def _pending_hook(name: str):
@@ -425,15 +442,20 @@ def run_benchmark(cfg: BenchmarkConfig, command: str) -> dict[str, Any]:
 
     # 2. fusion per method (an empty atom set is the prior: computed once per truth cell)
     runs: list[tuple[str, tuple[str, ...], str | None]] = []
+    extra_meta = ("meta",) if cfg.with_metadata else ()
     for m in cfg.methods:
         if m in METHOD_ENGINES:
-            eng = METHOD_ENGINES[m] + (("meta",) if cfg.with_metadata and m not in
-                                       ("prior", "meta") else ())
+            eng = METHOD_ENGINES[m] + (extra_meta if m not in ("prior", "meta") else ())
             runs.append((m, eng, None))
+        elif m in PENDING_METHODS and _pending_hook(m)[0] is not None:
+            runs.append((m, CONTENT_ENGINES + extra_meta, None))
     if cfg.ablations and "fusion" in cfg.methods:
         base = next(r for r in runs if r[0] == "fusion")
         for e in base[1]:
             runs.append((f"fusion-{e}", tuple(x for x in base[1] if x != e), "fusion"))
+    from dataclasses import replace as _replace
+
+    flow_weights = _replace(weights, prior="flow")
 
     results: list[MethodResult] = []
     cache: dict[Any, Summary] = {}
@@ -445,16 +467,21 @@ def run_benchmark(cfg: BenchmarkConfig, command: str) -> dict[str, Any]:
         for i in rows:
             sub = [a for a in atoms.get(p, {}).get(i, []) if a.engine in eng] if p else []
             truth = (float(truth_lat[i]), float(truth_lon[i]))
-            key = tuple(id(a) for a in sub)
+            w = flow_weights if name == "fusion+flow" else weights
+            key = (w.prior, *(id(a) for a in sub))
             s = cache.get(key)
             if s is None:
-                s = cache[key] = summarise(sub, weights)
+                s = cache[key] = summarise(sub, w)
+            if name == "reasoner":
+                s = _reasoner_summary(sub, s)
             hits = credible_hits(s, *truth)
             err = float("nan")
             if all(map(math.isfinite, truth)):
                 from avgeo.geo.sphere import haversine_km
 
                 err = float(haversine_km(s.lat, s.lon, truth[0], truth[1]))
+                if not math.isfinite(err):  # no parsable answer: the worst possible error
+                    err = float(np.pi * 6371.0088)
             mr.rows.append({
                 "method": name, "row": i, "file": df["file"].iloc[i],
                 "true_lat": truth[0], "true_lon": truth[1],
@@ -474,10 +501,6 @@ def run_benchmark(cfg: BenchmarkConfig, command: str) -> dict[str, Any]:
             hook, why = _pending_hook(m)
             if hook is None:
                 results.append(MethodResult(m, (), status="not available", reason=why or ""))
-            else:
-                results.append(MethodResult(m, (), status="not available",
-                                            reason="hook found but not wired into the "
-                                                   "benchmark yet"))
     # 3. external prediction files beside ours
     from avgeo.eval import evaluate_pairs, load_pairs
 
