@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from avgeo.perception.meta.types import UERE_M, GpsFix, plausible_latlon
+from avgeo.perception.meta.types import UERE_M, GpsFix, camera_name, plausible_latlon
 
 #: Position error assumed for an EXIF fix that states neither DOP nor horizontal error.
 DEFAULT_EXIF_ACCURACY_M = 30.0
@@ -44,11 +44,7 @@ class ExifInfo:
 
     @property
     def camera(self) -> str | None:
-        make, model = (self.make or "").strip(), (self.model or "").strip()
-        if model.lower().startswith(make.lower()):
-            make = ""
-        cam = f"{make} {model}".strip()
-        return cam or None
+        return camera_name(self.make, self.model)
 
 
 def _float(v: Any) -> float:

@@ -11,7 +11,7 @@ from typing import Any
 
 from avgeo.perception.meta.iso6709 import parse_iso6709
 from avgeo.perception.meta.mp4boxes import read_mp4_location_tags
-from avgeo.perception.meta.types import GpsFix
+from avgeo.perception.meta.types import GpsFix, camera_name
 
 #: Floor on the error of a position stored as text: phones round to 4 decimals (~11 m) and
 #: the fix behind it is rarely better than this.
@@ -44,10 +44,7 @@ class ContainerInfo:
 
     @property
     def camera(self) -> str | None:
-        make, model = (self.make or "").strip(), (self.model or "").strip()
-        if model.lower().startswith(make.lower()):
-            make = ""
-        return f"{make} {model}".strip() or None
+        return camera_name(self.make, self.model)
 
 
 def parse_iso_time(text: str | None) -> datetime | None:

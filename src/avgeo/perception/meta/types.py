@@ -72,3 +72,11 @@ class GpsTrack:
                                                                               strict=True)],
                       dtype=bool)
         return ok & ((self.fix >= 2) | (self.fix < 0))
+
+
+def camera_name(make: str | None, model: str | None) -> str | None:
+    """"Make Model", without the make twice when the model already starts with it."""
+    make, model = (make or "").strip(), (model or "").strip()
+    if model.lower().startswith(make.lower()):
+        make = ""
+    return f"{make} {model}".strip() or None
