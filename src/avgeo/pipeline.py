@@ -40,9 +40,13 @@ ENGINE_MODULES = {
     "speech": "avgeo.perception.audio.speech",
     "birdnet": "avgeo.perception.audio.birdnet",
     "sae": "avgeo.perception.audio.sae.engine",
+    "audio_backbone": "avgeo.perception.audio.backbone",
     "ocr": "avgeo.perception.vision.engine",
+    "image_backbone": "avgeo.perception.vision.backbone",
 }
-DEFAULT_ENGINES = tuple(ENGINE_MODULES)
+#: Need weights the user names (a local folder): run only when asked for by name.
+OPTIONAL_ENGINES = ("audio_backbone", "image_backbone")
+DEFAULT_ENGINES = tuple(n for n in ENGINE_MODULES if n not in OPTIONAL_ENGINES)
 #: Stages that read atoms rather than media; named in --engines like engines, off by default.
 REASONING_STAGES = ("reasoner", "flow")
 HEATMAP_CELLS = 400
@@ -67,12 +71,12 @@ def parse_engines(spec: str | Iterable[str] | None) -> list[str]:
     names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     names = [n for n in names if n]
     if "all" in names:
-        names = [*DEFAULT_ENGINES, *[n for n in names if n in REASONING_STAGES]]
+        names = [*DEFAULT_ENGINES, *[n for n in names if n != "all"]]
     unknown = [n for n in names if n not in ENGINE_MODULES and n not in REASONING_STAGES]
     if unknown:
         raise ConfigError(f"unknown engine(s): {', '.join(unknown)}",
                           f"choose from {', '.join([*ENGINE_MODULES, *REASONING_STAGES])}")
-    return [n for n in (*DEFAULT_ENGINES, *REASONING_STAGES) if n in names]
+    return [n for n in (*ENGINE_MODULES, *REASONING_STAGES) if n in names]
 
 
 def _load_engine(name: str):
