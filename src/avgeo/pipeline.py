@@ -42,9 +42,10 @@ ENGINE_MODULES = {
     "sae": "avgeo.perception.audio.sae.engine",
     "audio_backbone": "avgeo.perception.audio.backbone",
     "ocr": "avgeo.perception.vision.engine",
+    "image_backbone": "avgeo.perception.vision.backbone",
 }
 #: Need weights the user names (a local folder): run only when asked for by name.
-OPTIONAL_ENGINES = ("audio_backbone",)
+OPTIONAL_ENGINES = ("audio_backbone", "image_backbone")
 DEFAULT_ENGINES = tuple(n for n in ENGINE_MODULES if n not in OPTIONAL_ENGINES)
 #: Stages that read atoms rather than media; named in --engines like engines, off by default.
 REASONING_STAGES = ("reasoner", "flow")
