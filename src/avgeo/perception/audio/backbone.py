@@ -5,7 +5,6 @@ AutoModel) loaded from a local folder embeds fixed windows; AST heads and CLAP p
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,6 +16,7 @@ import numpy as np
 from avgeo.atoms import Atom
 from avgeo.errors import BackboneMissingError, ConfigError, WeightsError
 from avgeo.perception.base import EngineContext, register
+from avgeo.perception.local_model import resolve_model_dir
 
 if TYPE_CHECKING:
     from avgeo.media import Media
@@ -25,8 +25,6 @@ ENV_VAR = "AVGEO_AUDIO_BACKBONE"
 ENGINE = "audio_backbone"
 SETUP_HINT = (f"set {ENV_VAR} (or the audio_backbone option) to a local folder saved with "
               "save_pretrained (config.json + weights + preprocessor_config.json)")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
 GENERIC_WINDOW_S = 10.0
 MIN_TAIL_S = 1.0
 AST_FRAME_S = 0.01  # AST's Kaldi fbank uses a 10 ms frame shift
@@ -63,17 +61,7 @@ class Backbone:
 
 def resolve_path(options: dict[str, Any] | None = None) -> Path:
     """The configured backbone folder; BackboneMissingError when unset or incomplete."""
-    raw = (options or {}).get("audio_backbone") or os.environ.get(ENV_VAR)
-    if not raw:
-        raise BackboneMissingError("no audio backbone configured", SETUP_HINT)
-    p = Path(str(raw)).expanduser()
-    if not p.is_dir():
-        raise BackboneMissingError(f"audio backbone folder not found: {p}", SETUP_HINT)
-    if not (p / "config.json").is_file():
-        raise BackboneMissingError(f"audio backbone folder has no config.json: {p}", SETUP_HINT)
-    if not any((p / f).is_file() for f in WEIGHT_FILES):
-        raise BackboneMissingError(f"audio backbone folder has no weights: {p}", SETUP_HINT)
-    return p
+    return resolve_model_dir(options, "audio_backbone", ENV_VAR, "audio backbone", SETUP_HINT)
 
 
 def _family(cfg: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 from avgeo.atoms import Atom
 from avgeo.errors import BackboneMissingError, WeightsError
 from avgeo.perception.base import EngineContext, register
+from avgeo.perception.local_model import resolve_model_dir
 from avgeo.reasoning.likelihood import CellLikelihood
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ ENV_VAR = "AVGEO_IMAGE_BACKBONE"
 ENGINE = "image_backbone"
 SETUP_HINT = (f"set {ENV_VAR} (or the image_backbone option) to a local CLIP/SigLIP folder "
               "saved with save_pretrained (e.g. openai/clip-vit-large-patch14 for GeoCLIP)")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
 #: GeoCLIP's image MLP was trained on OpenAI CLIP ViT-L/14 projections.
 GEOCLIP_IMAGE_DIM = 768
 GEOCLIP_SIGMAS = (2.0**0, 2.0**4, 2.0**8)
@@ -75,17 +74,7 @@ CONCEPT_GROUPS: dict[str, tuple[str, ...]] = {
 
 def resolve_path(options: dict[str, Any] | None = None) -> Path:
     """The configured image-backbone folder; BackboneMissingError when unset or incomplete."""
-    raw = (options or {}).get("image_backbone") or os.environ.get(ENV_VAR)
-    if not raw:
-        raise BackboneMissingError("no image backbone configured", SETUP_HINT)
-    p = Path(str(raw)).expanduser()
-    if not p.is_dir():
-        raise BackboneMissingError(f"image backbone folder not found: {p}", SETUP_HINT)
-    if not (p / "config.json").is_file():
-        raise BackboneMissingError(f"image backbone folder has no config.json: {p}", SETUP_HINT)
-    if not any((p / f).is_file() for f in WEIGHT_FILES):
-        raise BackboneMissingError(f"image backbone folder has no weights: {p}", SETUP_HINT)
-    return p
+    return resolve_model_dir(options, "image_backbone", ENV_VAR, "image backbone", SETUP_HINT)
 
 
 @dataclass
