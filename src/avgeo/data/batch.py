@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
@@ -44,19 +45,21 @@ def journal_path(out: Path) -> Path:
     return out.with_name(out.name + ".journal.jsonl")
 
 
-def read_journal(path: Path) -> dict[str, dict[str, Any]]:
-    """Finished rows by resolved file path; a torn last line (killed mid-write) is ignored."""
-    rows: dict[str, dict[str, Any]] = {}
+def iter_journal(path: Path) -> Iterator[Any]:
+    """Records of a JSON-lines journal; a torn last line (killed mid-write) is skipped."""
     if not path.exists():
-        return rows
+        return
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             try:
-                row = json.loads(line)
+                yield json.loads(line)
             except ValueError:
                 continue
-            rows[row["file"]] = row
-    return rows
+
+
+def read_journal(path: Path) -> dict[str, dict[str, Any]]:
+    """Finished rows by resolved file path."""
+    return {row["file"]: row for row in iter_journal(path)}
 
 
 def _row_for(file: str, engines: list[str], use_metadata: bool, top_k: int) -> dict[str, Any]:

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from avgeo.atoms import Atom
+from avgeo.data.batch import iter_journal
 from avgeo.data.schema import (
     ATOM_COLUMNS,
     EMBEDDING_COLUMNS,
@@ -287,18 +288,8 @@ def journal_of(out: Path, shard: int) -> Path:
 
 def read_shard_journal(path: Path) -> dict[int, dict[str, Any]]:
     """Journalled results by manifest row; a torn last line (killed mid-write) is ignored."""
-    done: dict[int, dict[str, Any]] = {}
-    if not path.exists():
-        return done
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and "file_row" in rec:
-                done[int(rec["file_row"]["row"])] = rec
-    return done
+    return {int(rec["file_row"]["row"]): rec for rec in iter_journal(path)
+            if isinstance(rec, dict) and "file_row" in rec}
 
 
 def _write_shard(out: Path, shard: int, results: dict[int, dict[str, Any]],
