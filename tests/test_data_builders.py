@@ -123,3 +123,28 @@ def test_results_parquet_builder(tmp_path):
     res = build(p, skip_bad=True)
     assert res.fmt == "results" and res.manifest["country"].tolist() == ["JP"]
     assert res.manifest["source"].iloc[0] == "avgeo-results"
+
+
+def test_sidecar_bad_rows_keep_their_numbers(tmp_path):
+    from avgeo.data.builders import read_coords_csv
+
+    p = tmp_path / "coords.csv"
+    p.write_text("file,lat,lon,note\na.jpg,1,2,x\n,3,4,y\na.jpg,5,6,z\nb.jpg,7,8,w\n")
+    with pytest.raises(TableError, match=r"row 2 \(line 3\): empty file name"):
+        read_coords_csv(p)
+    by_file, rejects = read_coords_csv(p, skip_bad=True)
+    assert [(r.row, r.reason) for r in rejects] == [
+        (2, "empty file name"), (3, "file 'a.jpg' is listed twice")]
+    # the row number survives for later "not in the folder" reports, extras are kept
+    assert by_file["a.jpg"]["_row"] == 1 and by_file["b.jpg"]["_row"] == 4
+    assert by_file["b.jpg"]["note"] == "w" and by_file["b.jpg"]["lat"] == 7.0
+
+
+def test_xeno_canto_non_object_recording(tmp_path):
+    p = tmp_path / "xc.json"
+    p.write_text(json.dumps({"recordings": [["not", "a", "dict"],
+                                            {"id": "9", "lat": "1", "lng": "2", "file": "u"}]}))
+    res = build(p, skip_bad=True)
+    assert [r.row for r in res.rejects] == [1]
+    assert res.rejects[0].raw["value"].startswith("['not'")
+    assert len(res.manifest) == 1

@@ -42,6 +42,14 @@ class BuildResult:
     fmt: str
 
 
+class _Bad(Exception):
+    """Raised by a row converter: the row cannot become a manifest row, for `reason`."""
+
+    def __init__(self, reason: str, raw: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.raw = reason, raw
+
+
 class _Rows:
     """Collects good rows; a bad row raises TableError, or is kept aside with skip_bad."""
 
@@ -58,6 +66,15 @@ class _Rows:
         raise TableError(f"{self.where}: row {row}{line}: {reason}",
                          "fix or remove the row, or pass --skip-bad to write it to a rejects "
                          "file and go on")
+
+    def collect(self, records: list[Any], convert: Any) -> None:
+        """Run `convert(record)` on each record (1-based row numbers); a `_Bad` it raises
+        becomes a bad row, with the record itself as the raw row unless it names one."""
+        for i, r in enumerate(records, start=1):
+            try:
+                self.rows.append(convert(r))
+            except _Bad as exc:
+                self.bad(i, exc.reason, exc.raw if exc.raw is not None else r)
 
 
 def _text(v: Any) -> str:
@@ -82,6 +99,17 @@ def parse_latlon(lat: Any, lon: Any) -> tuple[float, float] | str:
     if abs(la) > 90 or abs(lo) > 180:
         return f"latitude/longitude {la}, {lo} are out of range (±90, ±180)"
     return (la, lo)
+
+
+def _latlon(lat: Any, lon: Any, prefix: str = "", required: bool = False
+            ) -> tuple[float, float]:
+    """parse_latlon for converters: a bad (or, if required, missing) pair raises _Bad."""
+    ll = parse_latlon(lat, lon)
+    if isinstance(ll, str):
+        raise _Bad(prefix + ll)
+    if required and math.isnan(ll[0]):
+        raise _Bad(prefix + "no coordinates (a benchmark row needs them)")
+    return ll
 
 
 def sha256_of(path: Path) -> str:
@@ -131,21 +159,21 @@ def read_coords_csv(path: Path, skip_bad: bool = False) -> tuple[dict[str, dict[
                                       ("lon", "lng", "longitude")))
     out = _Rows(str(path), skip_bad, csv_lines=True)
     by_file: dict[str, dict[str, Any]] = {}
-    for i, r in enumerate(rows, start=1):
+
+    def convert(r: dict[str, Any]) -> dict[str, Any]:
         f = _text(r.get(col["file"]))
         if not f:
-            out.bad(i, "empty file name", r)
-            continue
-        ll = parse_latlon(r.get(col["lat"]), r.get(col["lon"]))
-        if isinstance(ll, str):
-            out.bad(i, ll, r)
-            continue
+            raise _Bad("empty file name")
+        ll = _latlon(r.get(col["lat"]), r.get(col["lon"]))
         if f in by_file:
-            out.bad(i, f"file {f!r} is listed twice", r)
-            continue
+            raise _Bad(f"file {f!r} is listed twice")
         entry = _extra(r, set(col.values()))
-        entry.update(lat=ll[0], lon=ll[1], _row=i)
+        # every earlier row is either kept or rejected, so this is the 1-based row number
+        entry.update(lat=ll[0], lon=ll[1], _row=len(out.rows) + len(out.rejects) + 1)
         by_file[f] = entry
+        return entry
+
+    out.collect(rows, convert)
     return by_file, out.rejects
 
 
@@ -223,22 +251,18 @@ def build_inaturalist(path: str | Path, media_root: str | Path | None = None,
     out = _Rows(str(path), skip_bad, csv_lines=True)
     used = {"id", "observed_on", "time_observed_at", "latitude", "longitude", "lat", "lng",
             "lon", "image_url", "sound_url", "license", "user_login"}
-    for i, r in enumerate(rows, start=1):
+
+    def convert(r: dict[str, Any]) -> dict[str, Any]:
         oid = _text(r.get("id"))
         if not oid:
-            out.bad(i, "empty id", r)
-            continue
+            raise _Bad("empty id")
         url = _text(r.get("image_url"))
         kind = "photo"
         if not url:
             url, kind = _text(r.get("sound_url")), "audio"
         if not url:
-            out.bad(i, "neither image_url nor sound_url is given", r)
-            continue
-        ll = parse_latlon(r.get(col["latitude"]), r.get(col["longitude"]))
-        if isinstance(ll, str):
-            out.bad(i, ll, r)
-            continue
+            raise _Bad("neither image_url nor sound_url is given")
+        ll = _latlon(r.get(col["latitude"]), r.get(col["longitude"]))
         file = url
         if media_root is not None:
             name = Path(url.split("?")[0]).name
@@ -248,7 +272,9 @@ def build_inaturalist(path: str | Path, media_root: str | Path | None = None,
                "source": "inaturalist", "licence": _text(r.get("license")),
                "recordist": _text(r.get("user_login")), "observation_id": oid, "url": url}
         row.update(_extra(r, used))
-        out.rows.append(row)
+        return row
+
+    out.collect(rows, convert)
     return BuildResult(pd.DataFrame(out.rows), out.rejects, str(path), "inaturalist")
 
 
@@ -280,22 +306,17 @@ def build_xeno_canto(path: str | Path, media_root: str | Path | None = None,
     out = _Rows(str(path), skip_bad)
     used = {"id", "lat", "lng", "lon", "file", "file-name", "lic", "rec", "cnt", "date", "time",
             "en", "gen", "sp"}
-    for i, r in enumerate(recs, start=1):
+
+    def convert(r: Any) -> dict[str, Any]:
         if not isinstance(r, dict):
-            out.bad(i, "recording is not a JSON object", {"value": str(r)[:200]})
-            continue
+            raise _Bad("recording is not a JSON object", {"value": str(r)[:200]})
         rid = _text(r.get("id"))
         if not rid:
-            out.bad(i, "recording has no id", r)
-            continue
-        ll = parse_latlon(r.get("lat"), r.get("lng", r.get("lon")))
-        if isinstance(ll, str):
-            out.bad(i, f"XC{rid}: {ll}", r)
-            continue
+            raise _Bad("recording has no id")
+        ll = _latlon(r.get("lat"), r.get("lng", r.get("lon")), prefix=f"XC{rid}: ")
         url = _xc_url(_text(r.get("file")))
         if not url and media_root is None:
-            out.bad(i, f"XC{rid}: no file URL", r)
-            continue
+            raise _Bad(f"XC{rid}: no file URL")
         file = url
         if media_root is not None:
             file = str(Path(media_root) / (_text(r.get("file-name")) or f"XC{rid}.mp3"))
@@ -309,7 +330,9 @@ def build_xeno_canto(path: str | Path, media_root: str | Path | None = None,
                "common_name": _text(r.get("en"))}
         row.update({k: _text(v) for k, v in r.items() if k not in used
                     and not isinstance(v, dict | list)})
-        out.rows.append(row)
+        return row
+
+    out.collect(recs, convert)
     return BuildResult(pd.DataFrame(out.rows), out.rejects, str(path), "xeno-canto")
 
 
@@ -324,23 +347,19 @@ def build_im2gps(path: str | Path, image_dir: str | Path | None = None,
                                       ("lon", "lng", "longitude")))
     out = _Rows(str(path), skip_bad, csv_lines=True)
     used = set(col.values()) | {"author"}
-    for i, r in enumerate(rows, start=1):
+
+    def convert(r: dict[str, Any]) -> dict[str, Any]:
         img = _text(r.get(col["img_id"]))
         if not img:
-            out.bad(i, "empty image id", r)
-            continue
-        ll = parse_latlon(r.get(col["lat"]), r.get(col["lon"]))
-        if isinstance(ll, str):
-            out.bad(i, ll, r)
-            continue
-        if math.isnan(ll[0]):
-            out.bad(i, "no coordinates (a benchmark row needs them)", r)
-            continue
+            raise _Bad("empty image id")
+        ll = _latlon(r.get(col["lat"]), r.get(col["lon"]), required=True)
         file = str(Path(image_dir) / img) if image_dir is not None else img
         row = {"file": file, "kind": "photo", "lat": ll[0], "lon": ll[1], "source": "im2gps",
                "recordist": _text(r.get("author")), "img_id": img}
         row.update(_extra(r, used))
-        out.rows.append(row)
+        return row
+
+    out.collect(rows, convert)
     return BuildResult(pd.DataFrame(out.rows), out.rejects, str(path), "im2gps")
 
 
@@ -363,20 +382,22 @@ def build_results(path: str | Path, skip_bad: bool = False) -> BuildResult:
         raise TableError(f"{path} lacks columns {sorted(need - set(df.columns))}",
                          "pass the file `avgeo locate DIR --out x.parquet` wrote")
     out = _Rows(str(path), skip_bad)
-    for i, r in enumerate(df.to_dict("records"), start=1):
+
+    def convert(r: dict[str, Any]) -> dict[str, Any]:
+        raw = {k: _text(v) for k, v in r.items() if k != "prediction_json"}
         if r.get("status") != "ok":
-            out.bad(i, f"{r.get('file')}: not located ({_text(r.get('error')) or r.get('status')})",
-                    {k: _text(v) for k, v in r.items() if k != "prediction_json"})
-            continue
+            raise _Bad(f"{r.get('file')}: not located "
+                       f"({_text(r.get('error')) or r.get('status')})", raw)
         ll = parse_latlon(r.get("lat"), r.get("lon"))
         if isinstance(ll, str) or math.isnan(ll[0]):
-            out.bad(i, f"{r.get('file')}: {ll if isinstance(ll, str) else 'no coordinates'}",
-                    {k: _text(v) for k, v in r.items() if k != "prediction_json"})
-            continue
-        out.rows.append({"file": r["file"], "kind": _text(r.get("kind")), "lat": ll[0],
-                         "lon": ll[1], "country": _text(r.get("country")),
-                         "admin1": _text(r.get("admin1")), "source": "avgeo-results",
-                         "country_probability": _text(r.get("country_probability"))})
+            raise _Bad(f"{r.get('file')}: {ll if isinstance(ll, str) else 'no coordinates'}",
+                       raw)
+        return {"file": r["file"], "kind": _text(r.get("kind")), "lat": ll[0], "lon": ll[1],
+                "country": _text(r.get("country")), "admin1": _text(r.get("admin1")),
+                "source": "avgeo-results",
+                "country_probability": _text(r.get("country_probability"))}
+
+    out.collect(df.to_dict("records"), convert)
     return BuildResult(pd.DataFrame(out.rows), out.rejects, str(path), "results")
 
 
