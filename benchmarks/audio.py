@@ -1,8 +1,11 @@
 """Audio path benchmark: decode → BirdNET windows (+ embeddings) → species atoms and their
-range maps on the res-3 grid (+ the mains-hum engine when present), per stage as × realtime
-(wall and CPU), plus the one-off costs: model load and cold species-range table builds.
+range maps on the res-3 grid → mains hum → SAE atoms and their range-mixture maps, per stage
+as × realtime (wall and CPU), plus the one-off costs: model load and cold table builds.
+`--evidence` adds what the SAE atom maps and the absence evidence do to the located shared
+clips (metadata off) and a truth-free simulation of the absence term.
 
     python benchmarks/audio.py [--repeats 3] [--overlap 0 1.5] [--full-build] [--res3]
+                               [--evidence]
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ def main() -> None:
     ap.add_argument("--res3", action="store_true", help="also time a res-3 year-round table")
     ap.add_argument("--cache", type=Path, default=None,
                     help="cache dir (default: a fresh temp dir, so cold costs are real)")
+    ap.add_argument("--evidence", action="store_true",
+                    help="also score SAE atom maps and absence evidence on the shared clips")
+    ap.add_argument("--sims", type=int, default=300, help="absence simulations (--evidence)")
     args = ap.parse_args()
 
     print("$ python " + shlex.join(["benchmarks/audio.py", *sys.argv[1:]]))
@@ -71,6 +77,7 @@ def main() -> None:
 
     from avgeo.geo.grid import global_grid
     from avgeo.media import open_media
+    from avgeo.perception.audio import absence as ab
     from avgeo.perception.audio import birdnet as bn
     from avgeo.perception.audio import species_range as sr
     from avgeo.perception.base import EngineContext
@@ -79,6 +86,13 @@ def main() -> None:
         from avgeo.perception.audio.hum import HumEngine
     except ImportError:
         HumEngine = None
+    try:
+        from avgeo.perception.audio.sae import engine as sae_engine
+
+        sae = sae_engine.load_weights()
+    except (ImportError, OSError, RuntimeError) as exc:
+        print(f"# SAE stage skipped: {exc}")
+        sae = None
 
     grid = global_grid(3)
     print("\n## one-off costs")
@@ -120,6 +134,9 @@ def main() -> None:
             sr.range_table(11)
         print(f"  one weekly table (week 11), cold build {c.wall:.2f} s; all 48 weeks "
               f"≈ {48 * c.wall:.0f} s (built lazily, one per week first used)")
+    with Clock() as c:
+        ab.typical_sets(sr.YEAR_ROUND)
+    print(f"  typical-species sets for absence evidence (year-round) {c.wall * 1000:.0f} ms")
 
     for name in FILES:
         path = args.data / name
@@ -166,8 +183,192 @@ def main() -> None:
                                  args.repeats)
                 print(_row("hum engine (own decode)", dur, w, cp))
                 totals_w, totals_c = totals_w + w, totals_c + cp
+        if sae is not None and len(first.embeddings):
+            emb = first.embeddings
+            detected = frozenset(d.label for d in first.detections
+                                 if d.label not in bn.SOUND_EVENT_LABELS)
+
+            def sae_atoms(maps: bool, emb=emb, detected=detected):
+                idx, vals = sae_engine.encode_windows(sae, emb.start_s, emb.vectors)
+                atoms = sae_engine.codes_to_atoms(sae, emb.start_s, emb.end_s, idx, vals,
+                                                  detected=detected, range_maps=maps)
+                for a in atoms:
+                    if a.likelihood is not None:
+                        a.likelihood._memo.clear()
+                        a.likelihood.log_map(grid)
+                return atoms
+
+            w0, c0, _ = _best(lambda: sae_atoms(False), args.repeats)
+            print(_row("SAE atoms, no maps", dur, w0, c0))
+            w, cp, sa = _best(lambda: sae_atoms(True), args.repeats)
+            n_map = len({a.group for a in sa if a.likelihood is not None})
+            print(_row("SAE atoms + range maps", dur, w, cp) + f"   ({n_map} mapped groups)")
+            totals_w, totals_c = totals_w + w, totals_c + cp
+
+            def absence(result=first):
+                heard = {d.index for d in result.detections
+                         if d.label not in bn.SOUND_EVENT_LABELS}
+                logl = ab.bounded(ab.log_penalty(ab.typical_sets(sr.YEAR_ROUND), heard,
+                                                 ab.D_MAX))
+                lik = sr.SpeciesRange(res=sr.DEFAULT_RES,
+                                      cells=global_grid(sr.DEFAULT_RES).cells, logl=logl)
+                return lik.log_map(grid)
+
+            w, cp, _ = _best(absence, args.repeats)
+            print(_row("absence map (opt-in; not in total)", dur, w, cp))
         print(_row("whole audio path", dur, totals_w, totals_c))
         assert np.isfinite(totals_w)
+    if args.evidence:
+        evidence(args.data, args.sims)
+
+
+# ---------------------------------------------------------------- --evidence
+
+def _score(atoms, truth):
+    """Top continent/country, rank and mass of the true country, and the km from the point
+    estimate to the true point (or to the nearest res-3 cell of the true country)."""
+    import numpy as np
+
+    from avgeo.geo import regions
+    from avgeo.geo.grid import global_grid
+    from avgeo.geo.sphere import haversine_km
+    from avgeo.pipeline import read_chain
+    from avgeo.reasoning import summary
+    from avgeo.reasoning.chain import masses
+    from avgeo.reasoning.fusion import FusionWeights, fuse
+
+    cc, lat, lon = truth
+    res = fuse(atoms, FusionWeights.load())
+    sup = res.support()
+    pe = summary.point_estimate(res.fine or res.coarse, atoms)
+    labels, _ = read_chain(res, sup, pe)
+    cm = {k: v for k, v in masses(labels.country, sup.prob).items() if k}
+    ct = {k: v for k, v in masses(labels.continent, sup.prob).items() if k}
+    order = sorted(cm, key=lambda k: -cm[k])
+    expected = ""
+    if lat is not None:
+        km = float(haversine_km(pe.lat, pe.lon, lat, lon))
+        d = haversine_km(sup.lat, sup.lon, lat, lon)
+        expected = f" | E[km] {float((sup.prob * d).sum()):5.0f}"
+    else:
+        g = global_grid(3)
+        own = np.asarray(regions.cell_countries(g)).astype(str) == cc
+        km = float(np.min(haversine_km(pe.lat, pe.lon, g.lat[own], g.lon[own])))
+    top_ct = max(ct, key=ct.get)
+    return (f"{top_ct} {ct[top_ct]:.2f} | {order[0]} {cm[order[0]]:.3f} | true {cc} "
+            f"#{order.index(cc) + 1 if cc in order else '-'} p={cm.get(cc, 0.0):.3f} | "
+            f"{km:6.0f} km{expected}")
+
+
+def evidence(data: Path, n_sims: int) -> None:
+    """Located shared clips, metadata off: the default pipeline's atoms fused as shipped
+    and with each new evidence added or removed."""
+    import csv
+    import dataclasses
+
+    import numpy as np
+
+    from avgeo.atoms import Atom
+    from avgeo.geo.grid import global_grid
+    from avgeo.media import open_media
+    from avgeo.perception.audio import absence as ab
+    from avgeo.perception.audio import birdnet as bn
+    from avgeo.perception.audio import species_range as sr
+    from avgeo.perception.audio.sae import engine as se
+    from avgeo.pipeline import extract_atoms
+
+    truth = {}
+    with open(data / "MANIFEST.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            truth[r["file"]] = (r["country"], float(r["lat"]) if r["lat"] else None,
+                                float(r["lon"]) if r["lon"] else None)
+    print("\n## evidence on the located shared clips (metadata off; columns: top continent "
+          "and mass | top country and mass | true country's rank and mass | km from the "
+          "point estimate to the true point, or to the true country where only that is known | "
+          "posterior mean km to the true point, where known)")
+    for name in ["seattle_xc563936.mp3", "colombia_spinetail.wav", "jura_dawn_0600.wav",
+                 "carlsbad_gopro_max.mp4"]:
+        if not (data / name).is_file():
+            continue
+        _, atoms, _, ctx = extract_atoms(data / name, None, use_metadata=False)
+        atoms = [a for a in atoms if a.kind != "species_absence"]
+        unmapped = [dataclasses.replace(a, likelihood=None) if a.engine == "sae" else a
+                    for a in atoms]
+        sae = se.load_weights()
+        st, emb = ctx.options["birdnet_embeddings"]
+        idx, vals = se.encode_windows(sae, st, emb)
+        naive = [a for a in atoms if a.engine != "sae"] + se.codes_to_atoms(
+            sae, st, st + bn.WINDOW_S, idx, vals, detected=frozenset())
+        result = bn.analyze_media(open_media(data / name),
+                                  speech_segments=ctx.options.get("speech_segments"))
+        eff = ab.clip_effort(result)
+        gated = ab.absence_atom(result)
+        heard = {d.index for d in result.detections if d.label not in bn.SOUND_EVENT_LABELS}
+        logl = ab.bounded(ab.log_penalty(ab.typical_sets(sr.YEAR_ROUND), heard, ab.D_MAX))
+        forced = Atom("absence (effort forced to 1)", "birdnet", "species_absence", "",
+                      likelihood=sr.SpeciesRange(res=sr.DEFAULT_RES,
+                                                 cells=global_grid(sr.DEFAULT_RES).cells,
+                                                 logl=logl), group="absence:forced")
+        print(f"\n{name}: effort {eff.soundscape_s:.0f} s, {eff.n_confident} confident "
+              f"species → ρ = {eff.rho:.2f}; forced absence map spans {np.ptp(logl):.2f} nats")
+        rows = [("without SAE maps (before)", unmapped),
+                ("SAE range maps (shipped)", atoms),
+                ("SAE maps, detections not removed", naive),
+                ("+ absence, gated", atoms + ([gated] if gated else [])),
+                ("+ absence, effort forced to 1", [*atoms, forced])]
+        for tag, at in rows:
+            print(f"  {tag:<34} {_score(at, truth[name])}")
+    simulate_absence(n_sims)
+
+
+def simulate_absence(n_sims: int, seed: int = 0) -> None:
+    """No shared truths: a random land cell of the range model is the truth, the heard set
+    is drawn from its own community (chance ∝ occurrence, 25 % swapped for random species
+    in the noisy run), and presence (the species maps) is compared with presence + absence
+    at effort 1, both at the shipped birdnet weight of 1.8."""
+    import numpy as np
+
+    from avgeo.geo import regions
+    from avgeo.geo.sphere import haversine_km
+    from avgeo.perception.audio import absence as ab
+    from avgeo.perception.audio import species_range as sr
+
+    t = sr.range_table(sr.YEAR_ROUND)
+    typ = ab.typical_sets(sr.YEAR_ROUND)
+    g = t.grid
+    n_sp = len(t.ptr) - 1
+    sp_of = np.repeat(np.arange(n_sp), np.diff(t.ptr))
+    occ_all = (t.occ_q / 255.0) ** 2
+    cell_of = t.cell_pos.astype(np.int64)
+    land = np.asarray(regions.cell_countries(g)).astype(str) != ""
+    cand = np.flatnonzero(land & (typ.pad == 0))
+    print(f"\n## absence evidence, simulated ({n_sims} random land cells per row, seed {seed})")
+    for n_heard, fp in ((4, 0.0), (8, 0.0), (8, 0.25)):
+        rng = np.random.default_rng(seed)
+        out = {"presence": [], "presence+absence": []}
+        for x in rng.choice(cand, min(n_sims, len(cand)), replace=False):
+            m = (cell_of == x) & (occ_all >= 0.05)
+            sp, oc = sp_of[m], occ_all[m]
+            heard = [int(s) for s in rng.choice(sp, min(n_heard, len(sp)), replace=False,
+                                                p=oc / oc.sum())]
+            for i in range(rng.binomial(len(heard), fp)):
+                heard[i] = int(rng.integers(n_sp))
+            pres = sum(np.log(sr.DEFAULT_EPS + t.dense(s)) for s in set(heard))
+            absn = ab.bounded(ab.log_penalty(typ, set(heard), ab.D_MAX))
+            for key, logl in (("presence", 1.8 * pres), ("presence+absence", 1.8 * (pres + absn))):
+                lp = logl - np.logaddexp.reduce(logl)
+                j = int(np.argmax(logl))
+                out[key].append((int((logl > logl[x]).sum()) + 1, lp[x],
+                                 float(haversine_km(g.lat[j], g.lon[j], g.lat[x], g.lon[x]))))
+        print(f"  {n_heard} species heard, {fp:.0%} false:")
+        for key, v in out.items():
+            a = np.asarray(v)
+            print(f"    {key:<17} median rank {np.median(a[:, 0]):5.1f}  top-10 "
+                  f"{np.mean(a[:, 0] <= 10):.2f}  mean log p(true) {a[:, 1].mean():7.3f}  "
+                  f"median km {np.median(a[:, 2]):6.0f}")
+        both, pres_only = np.asarray(out["presence+absence"]), np.asarray(out["presence"])
+        print(f"    true cell more probable with absence in "
+              f"{np.mean(both[:, 1] > pres_only[:, 1]):.0%} of runs")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from avgeo.reasoning.likelihood import Likelihood
 AtomKind = Literal[
     "metadata",
     "species",
+    "species_absence",
     "sound_event",
     "mains_hum",
     "speech",

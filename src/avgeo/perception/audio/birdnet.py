@@ -311,7 +311,9 @@ def detections_to_atoms(result: BirdNetResult, week: int = sr.YEAR_ROUND,
     return atoms
 
 
-def _week_from_ctx(ctx: EngineContext) -> int:
+def week_from_ctx(ctx: EngineContext) -> int:
+    """The species-range week for this media: the birdnet_week option, else the capture
+    date when metadata is in use, else year-round."""
     opt = ctx.options.get("birdnet_week")
     if opt is not None:
         w = int(opt)
@@ -326,13 +328,19 @@ def _week_from_ctx(ctx: EngineContext) -> int:
     return sr.YEAR_ROUND
 
 
+_week_from_ctx = week_from_ctx  # the name older callers use
+
+
 @register("birdnet")
 class BirdNetEngine:
     """Bird species and sound events (BirdNET V2.4, 6,522 classes) with species-range maps.
 
     Options (ctx.options): birdnet_overlap_s (0), birdnet_min_conf (0.1, BirdNET's default),
     birdnet_sensitivity (1.0), birdnet_week (0 = year-round; default from the capture
-    date), birdnet_range_res (2), speech_segments [(start_s, end_s), …] to skip speech.
+    date), birdnet_range_res (2), speech_segments [(start_s, end_s), …] to skip speech,
+    birdnet_absence (absence evidence from rich soundscapes; off unless True or
+    $AVGEO_BIRDNET_ABSENCE=1, see absence.py). It sets birdnet_species_detected (the
+    species labels it found) for the engines after it.
     """
 
     name: ClassVar[str] = "birdnet"
@@ -380,5 +388,17 @@ class BirdNetEngine:
         if result.n_skipped_speech:
             ctx.notes.append(f"birdnet: skipped {result.n_skipped_speech} of "
                              f"{result.n_windows} windows overlapping speech")
-        return detections_to_atoms(result, week=_week_from_ctx(ctx),
-                                   res=int(opts.get("birdnet_range_res", sr.DEFAULT_RES)))
+        # The SAE maps its atoms by the ranges of the species they name, minus these: a
+        # species detected here already has its own atom, and must not be counted twice.
+        opts["birdnet_species_detected"] = sorted(
+            {d.label for d in result.detections if d.label not in SOUND_EVENT_LABELS})
+        week = week_from_ctx(ctx)
+        res = int(opts.get("birdnet_range_res", sr.DEFAULT_RES))
+        atoms = detections_to_atoms(result, week=week, res=res)
+        from avgeo.perception.audio import absence
+
+        if absence.enabled(opts):
+            extra = absence.absence_atom(result, week=week, res=res)
+            if extra is not None:
+                atoms.append(extra)
+        return atoms

@@ -1,6 +1,6 @@
 """The `sae` perception engine: BirdNET window embeddings → learned acoustic atoms (SAE latents
-active in the file), each with its time spans, its name and, when trained on located data,
-its geographic concentration."""
+active in the file), each with its time spans, its name and a geographic map (learned from
+located data when the checkpoint has it, else its labels' species-range mixture)."""
 
 from __future__ import annotations
 
@@ -65,11 +65,36 @@ def encode_windows(sae: LoadedSae, start_s: np.ndarray, emb: np.ndarray,
     return idx.numpy()[inv], vals.numpy()[inv]
 
 
+def atom_map(meta: dict[str, Any], detected: frozenset[str], week: int,
+             range_maps: bool = True, **range_kw: Any) -> tuple[Any, str, str]:
+    """(likelihood or None, pooling group, how the map was made) for one latent.
+
+    A map learned on located windows wins; otherwise, when `range_maps`, the species-range
+    mixture of the latent's labels minus those BirdNET detected directly in this file
+    (their evidence is already in fusion through their own species atoms). Latents whose
+    mixture is led by the same species pool into one group, so several latents that all
+    mean "this species" count roughly once."""
+    from avgeo.perception.audio.sae import range_maps as rm
+
+    j = int(meta.get("index", -1))
+    lik = rm.located_likelihood(meta, detected)
+    if lik is not None:
+        return lik, f"sae:{j}", "located"
+    if range_maps:
+        lik = rm.range_likelihood(meta, detected, week, **range_kw)
+        if lik is not None:
+            return lik, f"sae:range:{lik.meta['dominant']}", "range"
+    return None, f"sae:{j}", ""
+
+
 def codes_to_atoms(sae: LoadedSae, start_s: np.ndarray, end_s: np.ndarray, idx: np.ndarray,
-                   vals: np.ndarray, max_atoms: int = 12, engine: str = "sae") -> list[Atom]:
-    """One atom per (latent, contiguous span), pooled per latent (`group`); the `max_atoms`
-    latents with the most total activation in the file are kept."""
-    from avgeo.perception.audio.sae.naming import atom_likelihood
+                   vals: np.ndarray, max_atoms: int = 12, engine: str = "sae",
+                   detected: frozenset[str] | set[str] = frozenset(), week: int = 0,
+                   range_maps: bool = True, **range_kw: Any) -> list[Atom]:
+    """One atom per (latent, contiguous span); the `max_atoms` latents with the most total
+    activation in the file are kept. `detected`: BirdNET species labels found directly in
+    the same file; `week`: the species-range week (0 = year-round)."""
+    det = frozenset(detected)
 
     info = {int(a["index"]): a for a in sae.atoms}
     total: dict[int, float] = {}
@@ -82,7 +107,7 @@ def codes_to_atoms(sae: LoadedSae, start_s: np.ndarray, end_s: np.ndarray, idx: 
     for j in keep:
         meta: dict[str, Any] = info.get(j, {"index": j, "name": f"atom {j}"})
         typical = float(meta.get("mean_act") or 0.0)
-        lik = atom_likelihood(meta)
+        lik, group, how = atom_map(meta, det, week, range_maps, **range_kw)
         hit = np.flatnonzero(((idx == j) & (vals > 0)).any(axis=1))
         order = hit[np.argsort(start_s[hit])]
         act = np.array([vals[w][idx[w] == j].sum() for w in order])
@@ -92,7 +117,12 @@ def codes_to_atoms(sae: LoadedSae, start_s: np.ndarray, end_s: np.ndarray, idx: 
             conf = float(np.clip(strength / (2.0 * typical), 0.05, 1.0)) if typical > 0 else 0.5
             labels = ", ".join(f"{lab['label'].split('_', 1)[-1]} {lab['share']:.0%}"
                                for lab in meta.get("labels", [])[:3])
-            where = " (has a learned geographic concentration)" if lik is not None else ""
+            where = ""
+            if how == "located":
+                where = " (has a learned geographic concentration)"
+            elif how == "range":
+                names = ", ".join(n.split("_", 1)[-1] for n in lik.meta["species"])
+                where = f" (mapped by the ranges of {names}, not detected directly here)"
             atoms.append(Atom(
                 name=f"atom {j}: {meta.get('name', '')}".rstrip(": "), engine=engine,
                 kind="acoustic_atom",
@@ -102,8 +132,8 @@ def codes_to_atoms(sae: LoadedSae, start_s: np.ndarray, end_s: np.ndarray, idx: 
                 confidence=conf, start_s=a, end_s=b,
                 value={"latent": j, "activation": strength, "typical_activation": typical,
                        "labels": meta.get("labels", []), "purity": meta.get("purity"),
-                       "weights": str(sae.path.name)},
-                likelihood=lik, group=f"sae:{j}"))
+                       "weights": str(sae.path.name), "map": how or None},
+                likelihood=lik, group=group))
     return atoms
 
 
@@ -113,15 +143,19 @@ class SaeEngine:
 
     Options (ctx.options): sae_weights (path; default the shipped checkpoint), sae_max_atoms
     (12), birdnet_embeddings ((start_s, vectors) already computed by BirdNET for this media,
-    to avoid a second pass), birdnet_overlap_s (0).
+    to avoid a second pass), birdnet_overlap_s (0), birdnet_species_detected (labels the
+    birdnet engine found in this media; it sets this itself), sae_range_maps (True, or
+    $AVGEO_SAE_RANGE_MAPS=0 to turn the species-range mixture maps off), birdnet_week.
     """
 
     name: ClassVar[str] = "sae"
     media_kinds: ClassVar[tuple[str, ...]] = ("audio", "video")
 
-    def __init__(self, weights: str | Path | None = None, max_atoms: int = 12) -> None:
+    def __init__(self, weights: str | Path | None = None, max_atoms: int = 12,
+                 range_maps: bool = True) -> None:
         self.weights = weights
         self.max_atoms = max_atoms
+        self.range_maps = range_maps
 
     def available(self) -> tuple[bool, str]:
         from avgeo.perception.audio.birdnet import BirdNetEngine
@@ -153,5 +187,10 @@ class SaeEngine:
             raise WeightsError(f"SAE expects {sae.model.cfg.d_in}-d embeddings, BirdNET gave "
                                f"{emb.shape[1]}")
         idx, vals = encode_windows(sae, start_s, emb)
+        from avgeo.perception.audio.sae import range_maps as rm
+
         return codes_to_atoms(sae, start_s, start_s + birdnet.WINDOW_S, idx, vals,
-                              max_atoms=int(opts.get("sae_max_atoms", self.max_atoms)))
+                              max_atoms=int(opts.get("sae_max_atoms", self.max_atoms)),
+                              detected=frozenset(opts.get("birdnet_species_detected") or ()),
+                              week=birdnet.week_from_ctx(ctx),
+                              range_maps=rm.enabled(opts, self.range_maps))
