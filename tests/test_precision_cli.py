@@ -31,6 +31,7 @@ def test_train_resume_and_sample(tmp_path, capsys):
     assert _run(["train", "flow", str(csv), "--epochs", "1", "--out", str(out), *small]) in (0,
                                                                                               None)
     assert out.is_file() and (tmp_path / "flow.pt.ckpt").is_file()
+    assert (tmp_path / "flow.run" / "metrics.csv").is_file()  # the run folder beside OUT
     assert torch.load(out, weights_only=True)["info"]["epochs_done"] == 1
     assert _run(["train", "flow", str(csv), "--epochs", "3", "--out", str(out),
                  "--resume", str(tmp_path / "flow.pt.ckpt"), *small]) in (0, None)

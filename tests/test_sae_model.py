@@ -114,3 +114,93 @@ def test_naming_majority_label_and_geography():
     lr, ld = robin.log_map(grid), dog.log_map(grid)
     assert lr[seattle] == 0.0 and lr[cape] < -1.0
     assert ld[cape] == 0.0 and ld[seattle] < -1.0
+
+
+def _small_planted():
+    p = planted_sequences(n_seq=200, seq_len=8, d=32, n_atoms=48, k=3, noise=0.02, seed=1)
+    return ArraySource(p.emb, p.file, p.start_s)
+
+
+def test_shared_loop_port_matches_pre_port_numbers():
+    # Produced by the pre-port SAE trainer (commit e15c0a7) for these settings, one thread.
+    tc = TrainConfig(epochs=3, lr=2e-3, batch_size=64, holdout=0.2, block_s=10)
+    r = train_sae(_small_planted(), SaeConfig(d_in=32, n_latents=64, k=3, aux_k=16), tc)
+    assert r.stats["steps"] == 63
+    assert r.stats["r2"] == pytest.approx(0.4304549168463916, rel=1e-9)
+    assert [h["loss"] for h in r.history] == pytest.approx(
+        [0.6659917065075466, 0.6013791873341515, 0.5615973813193185], rel=1e-9)
+    moe = train_sae(_small_planted(), SaeConfig(d_in=32, n_latents=64, k=3, aux_k=16,
+                                                experts=2, ar=True), tc)
+    assert moe.stats["r2"] == pytest.approx(0.38929886988052975, rel=1e-9)
+    assert [h["balance"] for h in moe.history] == pytest.approx(
+        [1.9488555533545358, 1.8009639637810844, 1.8960386628196353], rel=1e-9)
+
+
+def test_resume_mid_epoch_equals_straight_run(tmp_path):
+    # A small shuffle buffer and chunks make the epoch's batch stream stateful; the resumed
+    # run must replay it to the checkpoint's batch and go on exactly as the straight run.
+    src = _small_planted()
+    cfg = SaeConfig(d_in=32, n_latents=64, k=4, aux_k=16, experts=2, route_top=2, ar=True)
+    tc = TrainConfig(epochs=3, lr=2e-3, batch_size=32, holdout=0.2, block_s=10,
+                     shuffle_buffer=200, chunk_rows=150)
+    straight = train_sae(src, cfg, tc)
+
+    def crash(line: str) -> None:
+        if line.startswith("epoch 2/"):  # the last checkpoint is then inside epoch 2
+            raise RuntimeError("simulated crash")
+
+    ckpt = tmp_path / "s.ckpt"
+    with pytest.raises(RuntimeError, match="simulated"):
+        train_sae(src, cfg, tc, log=crash, checkpoint=ckpt, checkpoint_every=15,
+                  run_dir=tmp_path / "run", tensorboard=False)
+    from avgeo.training import read_checkpoint, read_metrics
+
+    saved = read_checkpoint(ckpt)["trainer"]
+    assert saved["epoch"] == 1 and saved["batch_in_epoch"] > 0
+    resumed = train_sae(src, cfg, tc, resume=ckpt, checkpoint=ckpt,
+                        run_dir=tmp_path / "run", tensorboard=False)
+    assert resumed.stats["steps"] == straight.stats["steps"]
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed.history == straight.history
+    rows = read_metrics(tmp_path / "run")
+    assert rows[-1]["step"] == straight.stats["steps"]
+    with pytest.raises(Exception, match="SAE checkpoint"):
+        train_sae(src, cfg, tc, resume=tmp_path / "run" / "metrics.csv")
+
+
+def test_cli_config_checkpoint_and_resume(tmp_path, capsys):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from avgeo.cli import main
+    from avgeo.training import read_metrics
+
+    p = planted_sequences(n_seq=60, seq_len=8, d=16, n_atoms=24, k=2, seed=4)
+    table = tmp_path / "emb.parquet"
+    pq.write_table(pa.table({"file": p.file.astype(str), "start_s": p.start_s,
+                             "embedding": list(p.emb)}), table)
+    conf = tmp_path / "sae.toml"
+    conf.write_text("schema_version = 1\n[sae]\nn_latents = 32\nk = 2\naux_k = 8\n"
+                    "[train]\nepochs = 1\nbatch_size = 64\nblock_s = 10.0\n"
+                    "[run]\nlog_every = 2\ntensorboard = false\n")
+    out = tmp_path / "s.pt"
+
+    def run(*args):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "sae", str(table), "--config", str(conf), "--out", str(out), *args])
+        return exc.value.code
+
+    assert run() in (0, None)
+    first = json.loads(capsys.readouterr().out)
+    assert first["variant"] == "topk" and out.is_file()
+    steps = read_metrics(tmp_path / "s.run")[-1]["step"]
+    assert run("--epochs", "2", "--resume", str(out) + ".ckpt") in (0, None)
+    back = load_checkpoint(out)
+    assert back.stats["steps"] == 2 * steps and len(back.stats["history"]) == 2
+    assert back.model.cfg.n_latents == 32 and back.stats["train"]["block_s"] == 10.0
+    assert json.loads((tmp_path / "s.run" / "config.json").read_text())["sae"]["aux_k"] == 8
+    assert run("--set", "run.seed=1") == 2  # the seed belongs to [train]

@@ -1,4 +1,5 @@
-"""`avgeo train fusion MANIFEST`: learn per-engine fusion weights on located examples."""
+"""`avgeo train fusion MANIFEST`: learn per-engine fusion weights on located examples; settings
+from flags or a config file ([fusion] table), metrics and config into a run folder."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import typer
 from rich.console import Console
 
 from avgeo.cli.app import train_app
+from avgeo.cli.train import default_run_dir
 
 
 @train_app.command("fusion")
 def train_fusion_cmd(
+    ctx: typer.Context,
     manifest: Path = typer.Argument(
         ..., help="CSV/Parquet with file and lat, lon (or country, ISO alpha-2, as truth)."),
     out: Path = typer.Option(Path("fusion_weights.json"), "--out"),
@@ -23,42 +26,92 @@ def train_fusion_cmd(
     heldout: float = typer.Option(0.25, "--heldout", min=0.0, max=0.9),
     prior: str = typer.Option("photo", "--prior", help="photo, population or uniform"),
     l2: float = typer.Option(0.01, "--l2", min=0.0),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML/JSON/YAML with a [fusion] table; flags given on the "
+                               "command line win over it."),
+    sets: list[str] = typer.Option([], "--set", help="Override one setting: fusion.key=value. "
+                                                     "Repeatable."),
+    run_dir: Path | None = typer.Option(None, "--run-dir",
+                                        help="metrics.csv (one row per L-BFGS iteration) and "
+                                             "config.json (default: OUT's name + .run)."),
+    save_config: Path | None = typer.Option(None, "--save-config",
+                                            help="Write the resolved config here and exit."),
 ) -> None:
     """Minimise the NLL of each example's true cell over the engine weights."""
     from avgeo.data.manifest import read_manifest
-    from avgeo.errors import AvgeoError
+    from avgeo.errors import AvgeoError, ConfigError
     from avgeo.geo.grid import global_grid
     from avgeo.pipeline import extract_atoms
-    from avgeo.reasoning.train_fusion import fit_weights, make_example, split_heldout
+    from avgeo.reasoning.train_fusion import (
+        FusionConfig,
+        fit_weights,
+        make_example,
+        split_heldout,
+    )
+    from avgeo.training import (
+        MetricsLog,
+        atomic_write_text,
+        cli_layers,
+        dump_config,
+        record,
+        resolve,
+    )
 
+    defaults, explicit = cli_layers(ctx, {
+        "engines": ("fusion", "engines", engines),
+        "no_metadata": ("fusion", "use_metadata", not no_metadata),
+        "heldout": ("fusion", "heldout", heldout), "prior": ("fusion", "prior", prior),
+        "l2": ("fusion", "l2", l2),
+    })
+    built, _rec, source_text = resolve({"fusion": FusionConfig}, defaults=defaults,
+                                       explicit=explicit, file=config, sets=sets)
+    fc: FusionConfig = built["fusion"]
+    if fc.prior not in ("photo", "population", "uniform"):
+        raise ConfigError(f"prior {fc.prior!r}", hint="use photo, population or uniform")
+    if not 0.0 <= fc.heldout <= 0.9 or fc.l2 < 0:
+        raise ConfigError(f"heldout {fc.heldout} / l2 {fc.l2} out of range",
+                          hint="heldout in [0, 0.9], l2 >= 0")
+    rec = record(fusion=fc)
+    if save_config is not None:
+        dump_config(save_config, rec)
+        typer.echo(str(save_config))
+        return
     df = read_manifest(manifest)
     if "country" not in df:
         df["country"] = ""
     df = df[df["lat"].notna() | (df["country"].astype(str) != "")]
-    grid = global_grid(3)
+    grid = global_grid(fc.res)
     err = Console(stderr=True)
     examples, names = [], []
     for row in df.itertuples():
         try:
-            _m, atoms, _r, _c = extract_atoms(row.file, engines, use_metadata=not no_metadata)
+            _m, atoms, _r, _c = extract_atoms(row.file, fc.engines,
+                                              use_metadata=fc.use_metadata)
         except AvgeoError as exc:
             print(f"{row.file}: {exc.one_line()} (skipped)", file=sys.stderr)
             continue
-        ex = make_example(Path(row.file).name, atoms, grid, 0.25, lat=row.lat, lon=row.lon,
-                          country=str(row.country) or None)
+        ex = make_example(Path(row.file).name, atoms, grid, fc.pool_alpha, lat=row.lat,
+                          lon=row.lon, country=str(row.country) or None)
         if ex is not None:
             examples.append(ex)
             names.append(ex.name)
         err.print(f"atoms: {Path(row.file).name}: {len(atoms)}")
-    mask = split_heldout(names, heldout)
-    rep = fit_weights(examples, mask, prior=prior, l2=l2,
-                      trained_on=f"{manifest.name}: {int((~mask).sum())} train / "
-                                 f"{int(mask.sum())} held-out located files"
-                                 + (" (metadata off)" if no_metadata else ""))
-    out.write_text(json.dumps(rep.weights.to_dict(), indent=2) + "\n")
+    mask = split_heldout(names, fc.heldout)
+    rd = run_dir or default_run_dir(out)
+    rd.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(rd / "config.json", json.dumps(rec, indent=2) + "\n")
+    if source_text:
+        atomic_write_text(rd / "config_source.txt", source_text)
+    with MetricsLog(rd) as metrics:
+        rep = fit_weights(examples, mask, prior=fc.prior, pool_alpha=fc.pool_alpha, l2=fc.l2,
+                          res=fc.res, metrics=metrics,
+                          trained_on=f"{manifest.name}: {int((~mask).sum())} train / "
+                                     f"{int(mask.sum())} held-out located files"
+                                     + ("" if fc.use_metadata else " (metadata off)"))
+    atomic_write_text(out, json.dumps(rep.weights.to_dict(), indent=2) + "\n")
     con = Console()
     con.print(f"examples: {rep.n_train} train, {rep.n_heldout} held-out ({rep.seconds:.1f} s)")
-    con.print("mean NLL of the truth (its res-3 cell, or its country) in nats: "
+    con.print(f"mean NLL of the truth (its res-{fc.res} cell, or its country) in nats: "
               f"train {rep.train_nll_before:.3f} → {rep.train_nll_after:.3f}; "
               f"held-out {rep.heldout_nll_before:.3f} → {rep.heldout_nll_after:.3f}")
     con.print(f"weights: prior {rep.weights.prior_weight}, {rep.weights.engine_weight} → {out}")

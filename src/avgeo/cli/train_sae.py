@@ -1,5 +1,5 @@
-"""`avgeo train sae`: train an acoustic-atom sparse autoencoder on BirdNET embeddings (from an
-embedding table, or from a media manifest embedded on the fly) and name its atoms."""
+"""`avgeo train sae`: train an acoustic-atom SAE on BirdNET embeddings (a table, or media embedded
+on the fly) and name its atoms; config files, checkpoints and resume from avgeo.training."""
 
 from __future__ import annotations
 
@@ -9,10 +9,19 @@ from pathlib import Path
 import typer
 
 from avgeo.cli.app import train_app
+from avgeo.cli.train import check_owned, default_run_dir
+
+#: [run] settings `train sae` takes from its [train] section or fixes itself.
+SAE_OWNED_RUN = {"seed": "train.seed", "device": "train.device", "epochs": "train.epochs",
+                 "grad_clip": "train.grad_clip", "max_steps": "train.epochs",
+                 "max_seconds": "(not used by train sae)", "checkpoint": "(always OUT.ckpt)",
+                 "checkpoint_s": "(not used by train sae; see run.checkpoint_every)",
+                 "deterministic": "(not used by train sae)"}
 
 
 @train_app.command("sae")
 def train_sae_cmd(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Embeddings (Parquet with file, start_s, embedding; "
                                           "or NPZ) or a media manifest (CSV/Parquet: file, "
                                           "lat, lon, country optional)."),
@@ -30,11 +39,26 @@ def train_sae_cmd(
                                     help="BirdNET window overlap when embedding media."),
     geo_res: int = typer.Option(2, "--geo-res", min=0, max=4,
                                 help="H3 resolution of atom geographic concentrations."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: default)."),
     seed: int = typer.Option(0, "--seed"),
     full_precision: bool = typer.Option(False, "--fp32", help="Store fp32 weights (default fp16)."),
     out: Path = typer.Option(Path("sae.pt"), "--out", help="Versioned checkpoint to write."),
+    resume: Path | None = typer.Option(None, "--resume",
+                                       help="Trainer checkpoint (OUT.ckpt) to continue."),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML/JSON/YAML with [sae], [train] and [run] tables; flags "
+                               "given on the command line win over it."),
+    sets: list[str] = typer.Option([], "--set", help="Override one setting: section.key=value "
+                                                     "(e.g. sae.aux_k=64). Repeatable."),
+    run_dir: Path | None = typer.Option(None, "--run-dir",
+                                        help="metrics.csv, TensorBoard events, config.json "
+                                             "(default: OUT's name + .run)."),
+    checkpoint_every: int = typer.Option(0, "--checkpoint-every", min=0,
+                                         help="Checkpoint every N steps (0: at the end only)."),
+    log_every: int = typer.Option(10, "--log-every", min=1, help="Steps per metrics row."),
+    save_config: Path | None = typer.Option(None, "--save-config",
+                                            help="Write the resolved config here and exit."),
 ) -> None:
     """Train a TopK SAE (or mixture of TopK dictionaries, optionally autoregressive)."""
     from avgeo.perception.audio.sae.model import SaeConfig
@@ -47,9 +71,33 @@ def train_sae_cmd(
         save_checkpoint,
         train_sae,
     )
+    from avgeo.training import TrainerConfig, cli_layers, dump_config, record, resolve
+    from avgeo.training.distributed import dist_env, shutdown_distributed
 
     def log(s: str) -> None:
         typer.echo(s, err=True)
+
+    defaults, explicit = cli_layers(ctx, {
+        "latents": ("sae", "n_latents", latents), "k": ("sae", "k", k),
+        "experts": ("sae", "experts", experts), "route_top": ("sae", "route_top", route_top),
+        "ar": ("sae", "ar", ar), "epochs": ("train", "epochs", epochs),
+        "batch_size": ("train", "batch_size", batch_size), "lr": ("train", "lr", lr),
+        "holdout": ("train", "holdout", holdout), "device": ("train", "device", device),
+        "threads": ("train", "threads", threads or None), "seed": ("train", "seed", seed),
+        "run_dir": ("run", "run_dir", str(run_dir or "")),
+        "checkpoint_every": ("run", "checkpoint_every", checkpoint_every),
+        "log_every": ("run", "log_every", log_every),
+    })
+    built, _rec, source_text = resolve({"sae": SaeConfig, "train": TrainConfig,
+                                        "run": TrainerConfig}, defaults=defaults,
+                                       explicit=explicit, file=config, sets=sets)
+    scfg, tcfg, run = built["sae"], built["train"], built["run"]
+    check_owned(run, SAE_OWNED_RUN, "avgeo train sae")
+    run.run_dir = run.run_dir or str(default_run_dir(out))
+    if save_config is not None:
+        dump_config(save_config, record(sae=scfg, train=tcfg, run=run))
+        typer.echo(str(save_config))
+        return
 
     if is_embedding_table(data):
         source = open_source(data)
@@ -57,11 +105,17 @@ def train_sae_cmd(
         cache = out.with_name(out.stem + ".embeddings.parquet")
         log(f"embedding media of {data} with BirdNET → {cache}")
         source = extract_embeddings(data, cache, overlap_s=overlap_s, log=log)
-    cfg = SaeConfig(d_in=source.dim, n_latents=latents, k=k, experts=experts,
-                    route_top=route_top, ar=ar).validate()
-    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
-                       holdout=holdout, threads=threads or None)
-    res = train_sae(source, cfg, tcfg, log=log)
+    scfg.d_in = source.dim
+    cfg = scfg.validate()
+    try:
+        res = train_sae(source, cfg, tcfg, log=log, resume=resume,
+                        checkpoint=str(out) + ".ckpt", run_dir=run.run_dir,
+                        checkpoint_every=run.checkpoint_every, log_every=run.log_every,
+                        tensorboard=run.tensorboard, config_source=source_text)
+    finally:
+        shutdown_distributed()
+    if not dist_env().is_main:
+        return
     co = collect(res.model, source, tcfg, res=geo_res)
     atoms = name_atoms(co, res=geo_res)
     stats = {**res.stats, **purity_summary(atoms),

@@ -1,13 +1,10 @@
-"""Conditional flow matching training on S² (CPU or GPU, DistributedDataParallel under torchrun),
-with checkpoints, resume, and a versioned weights file; plus reading lat/lon tables."""
+"""Conditional flow matching training on S² as a task of the shared training loop (CPU, GPU, or
+DDP under torchrun), with exact resume and a versioned weights file; plus reading lat/lon tables."""
 
 from __future__ import annotations
 
 import copy
-import math
-import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,21 @@ from avgeo.precision.model import (
     base_from_state,
 )
 from avgeo.precision.path import GeodesicPath
+from avgeo.training import (
+    DistEnv,
+    FitContext,
+    Task,
+    TrainerConfig,
+    cosine_lr,
+    dist_env,
+    fit,
+    load_versioned,
+    local_batch,
+    save_versioned,
+    shard,
+)
+from avgeo.training import record as make_record
+from avgeo.training.distributed import barrier
 
 FORMAT_VERSION = 1
 FILE_KIND = "avgeo.precision.flow"
@@ -97,13 +109,6 @@ def read_points(path: str | Path, cond_columns: list[str] | None = None,
     return xyz, cond, desc
 
 
-def _dist_env() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    return world, rank, local
-
-
 def build_model(cfg: FlowConfig, base: UniformBase | VMFMixtureBase | None = None) -> FlowModel:
     # Layer init draws from the global RNG: seed it (without disturbing the caller's stream)
     # so that every process, and every run of one config, starts from the same weights.
@@ -132,34 +137,124 @@ def make_base(cfg: FlowConfig, xyz: torch.Tensor) -> UniformBase | VMFMixtureBas
     raise ConfigError(f"unknown base {cfg.base!r}", hint="use uniform or vmf_mixture")
 
 
+class FlowTask(Task):
+    """Flow matching as a task of the shared training loop (avgeo.training.fit).
+
+    Every rank draws the same global batch and noise from one generator, then trains on its
+    slice of it: DDP's gradient average over equal slices is the one-process full-batch
+    gradient, so N processes reproduce a one-process run (up to float summation order).
+    """
+
+    def __init__(self, cfg: FlowConfig, base: UniformBase | VMFMixtureBase, xyz: torch.Tensor,
+                 cond: torch.Tensor | None, world: int,
+                 data_desc: dict[str, Any] | None = None) -> None:
+        self.cfg, self.base, self.data_desc = cfg, base, data_desc or {}
+        self.x_all = xyz.to(torch.float32)
+        self.c_all = cond.to(torch.float32) if cond is not None else None
+        self.n = self.x_all.shape[0]
+        self.bs = local_batch(min(cfg.batch_size, self.n), world)
+        self.steps_per_epoch = max(1, self.n // self.bs)
+        self.total = self.steps_per_epoch * cfg.epochs
+        self.lr_at = cosine_lr(cfg.lr, cfg.warmup_steps, self.total)
+        self.g = torch.Generator().manual_seed(cfg.seed * 1000)
+        self.path = GeodesicPath()
+        self.ema: torch.nn.Module | None = None
+        self.dev = torch.device("cpu")
+
+    def build(self, ctx: FitContext) -> torch.nn.Module:
+        return build_model(self.cfg, self.base).net
+
+    def setup(self, ctx: FitContext, model: torch.nn.Module) -> None:
+        self.dev = ctx.device
+        self.ema = copy.deepcopy(model).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+
+    def configure_optimizer(self, model: torch.nn.Module, ctx: FitContext) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+
+    def batches(self, epoch: int, env: DistEnv) -> Iterator[tuple[Any, ...]]:
+        g, bs = self.g, self.bs
+        perm = torch.randperm(self.n, generator=g)
+        for b in range(self.steps_per_epoch):
+            idx = perm[b * bs:(b + 1) * bs]
+            x1 = self.x_all[idx]
+            x0 = self.base.couple(x1.double(), g).float()
+            t = torch.rand(bs, generator=g)
+            c = drop = None
+            if self.c_all is not None:
+                c = shard(self.c_all[idx], env)
+                drop = shard(torch.rand(bs, generator=g) < self.cfg.p_uncond, env)
+            yield self.path.sample(shard(x0, env), shard(x1, env), shard(t, env)), c, drop
+
+    def loss(self, model: torch.nn.Module, batch: tuple[Any, ...]) -> torch.Tensor:
+        ps, c, drop = batch
+        dev = self.dev
+        v = model(ps.x_t.to(dev), ps.t.to(dev), None if c is None else c.to(dev),
+                  None if drop is None else drop.to(dev))
+        return ((v - ps.dx_t.to(dev)) ** 2).sum(-1).mean()
+
+    def after_step(self, model: torch.nn.Module, step: int) -> None:
+        assert self.ema is not None
+        decay = min(self.cfg.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(self.ema.parameters(), model.parameters(), strict=True):
+                pe.lerp_(pm, 1.0 - decay)
+
+    def on_epoch_end(self, ctx: FitContext, epoch: int, means: dict[str, float]) -> None:
+        ctx.log(f"epoch {epoch + 1}/{self.cfg.epochs} step {ctx.step} loss {means['loss']:.4f} "
+                f"lr {self.lr_at(ctx.step):.2e} {ctx.elapsed:.0f}s")
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.ema is not None
+        return {"ema": self.ema.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+
+    def data_state(self) -> torch.Tensor:
+        return self.g.get_state()
+
+    def load_data_state(self, state: Any) -> None:
+        if state is not None:
+            self.g.set_state(state)
+
+    def checkpoint_extras(self, model: torch.nn.Module) -> dict[str, Any]:
+        # Keys load_flow reads: a checkpoint also loads as a model (its EMA weights).
+        return {"format_version": FORMAT_VERSION, "kind": FILE_KIND + ".checkpoint",
+                "config": asdict(self.cfg), "base": self.base.state(), "data": self.data_desc}
+
+    def upgrade_checkpoint(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Checkpoints from before the shared loop (epoch ends only), and weights files
+        (which start a fresh optimizer from their weights)."""
+        return {"step": int(obj.get("step", 0)), "epoch": int(obj.get("epoch", 0)),
+                "batch_in_epoch": 0, "model": obj["state_dict"],
+                "optimizer": obj.get("optimizer"),
+                "task": {"ema": obj.get("ema_state_dict")}, "epoch_data": obj.get("rng")}
+
+
 def train_flow(xyz: torch.Tensor, cond: torch.Tensor | None = None,
                cfg: FlowConfig | None = None, *, out: str | Path | None = None,
                resume: str | Path | None = None, device: str = "cpu",
                data_desc: dict[str, Any] | None = None, max_seconds: float | None = None,
                checkpoint_s: float = 120.0, log: Callable[[str], None] = print,
-               base: UniformBase | VMFMixtureBase | None = None) -> FlowModel:
+               base: UniformBase | VMFMixtureBase | None = None,
+               run_dir: str | Path | None = None, checkpoint_every: int = 0,
+               log_every: int = 10, tensorboard: bool = True,
+               record: dict[str, Any] | None = None, config_source: str = "") -> FlowModel:
     """Train by conditional flow matching on geodesic paths; returns the EMA model (on CPU).
 
-    Under torchrun (WORLD_SIZE > 1) each rank trains on its slice of every global batch
-    through DDP (gloo on CPU, nccl on GPU), matching a one-process run; rank 0 writes files.
-    `out` gets the versioned weights; `out`.ckpt holds optimizer state for `resume`.
+    Runs on the shared loop (avgeo.training.fit): under torchrun (WORLD_SIZE > 1) each rank
+    trains on its slice of every global batch through DDP (gloo on CPU, nccl on GPU),
+    matching a one-process run; rank 0 writes files. `out` gets the versioned weights;
+    `out`.ckpt holds the trainer state for `resume` (exact, also mid-epoch with
+    `checkpoint_every`); `run_dir` gets metrics.csv (+ TensorBoard events) and config.json.
     """
     requested_epochs = cfg.epochs if cfg is not None else None
     cfg = cfg or FlowConfig()
-    world, rank, local = _dist_env()
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda but no CUDA device is visible",
-                              hint="use --device cpu")
-        dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     if cfg.cond_dim and cond is None:
         raise ConfigError("config names condition columns but no condition values were given")
-
     state = None
     if resume is not None:
         state = _load_any(resume)
@@ -168,110 +263,24 @@ def train_flow(xyz: torch.Tensor, cond: torch.Tensor | None = None,
         cfg.epochs = requested_epochs or cfg.epochs
         base = base_from_state(state["base"])
     base = base or make_base(cfg, xyz)
-    model = build_model(cfg, base)
-    if state is not None:
-        model.net.load_state_dict(state["state_dict"])
-    model.net.to(dev)
-    ema = copy.deepcopy(model.net).eval()
-    if state is not None and "ema_state_dict" in state:
-        ema.load_state_dict(state["ema_state_dict"])
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    net: torch.nn.Module = model.net
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model.net, device_ids=[local] if dev.type == "cuda" else None)
-
-    # Every rank draws the same global batch and noise, then trains on its slice of it: DDP's
-    # gradient average over equal slices is then the single-process full-batch gradient, so
-    # N processes reproduce a one-process run (up to float summation order).
-    g = torch.Generator().manual_seed(cfg.seed * 1000)
-    x_all = xyz.to(torch.float32)
-    c_all = cond.to(torch.float32) if cond is not None else None
-    n = x_all.shape[0]
-    bs = min(cfg.batch_size, n)
-    bs -= bs % world
-    if bs < world:
-        raise ConfigError(f"batch of {bs} cannot be split over {world} processes",
-                          hint="use more data or fewer processes")
-    mine = slice(rank, None, world)
-    steps_per_epoch = max(1, n // bs)
-    total = steps_per_epoch * cfg.epochs
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
-
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return cfg.lr * (step + 1) / cfg.warmup_steps
-        frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
-
-    step, start_epoch = 0, 0
-    if state is not None and "optimizer" in state:
-        opt.load_state_dict(state["optimizer"])
-        step, start_epoch = int(state["step"]), int(state["epoch"])
-        if "rng" in state:
-            g.set_state(state["rng"])
-    path = GeodesicPath()
-    t_start = time.monotonic()
-    last_ckpt = t_start
-    epoch = start_epoch
-    running = 0.0
-    for epoch in range(start_epoch, cfg.epochs):
-        perm = torch.randperm(n, generator=g)
-        running, count = 0.0, 0
-        for b in range(steps_per_epoch):
-            idx = perm[b * bs:(b + 1) * bs]
-            x1 = x_all[idx]
-            x0 = base.couple(x1.double(), g).float()
-            t = torch.rand(bs, generator=g)
-            c = drop = None
-            if c_all is not None:
-                c = c_all[idx][mine].to(dev)
-                drop = (torch.rand(bs, generator=g) < cfg.p_uncond)[mine].to(dev)
-            ps = path.sample(x0[mine], x1[mine], t[mine])
-            v = net(ps.x_t.to(dev), ps.t.to(dev), c, drop)
-            loss = ((v - ps.dx_t.to(dev)) ** 2).sum(-1).mean()
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            step += 1
-            decay = min(cfg.ema, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.net.parameters(), strict=True):
-                    pe.lerp_(pm, 1.0 - decay)
-            running += float(loss.detach())
-            count += 1
-        now = time.monotonic()
-        done = epoch + 1 == cfg.epochs or (max_seconds is not None and now - t_start > max_seconds)
-        if rank == 0:
-            log(f"epoch {epoch + 1}/{cfg.epochs} step {step} loss {running / count:.4f} "
-                f"lr {lr_at(step):.2e} {now - t_start:.0f}s")
-            if out is not None and (done or now - last_ckpt > checkpoint_s):
-                _save_checkpoint(Path(str(out) + ".ckpt"), model.net, ema, opt, cfg, base, step,
-                                 epoch + 1, g, data_desc)
-                last_ckpt = now
-        if done:
-            break
-    final = FlowModel(ema.cpu().float(), base)
-    if rank == 0 and out is not None:
-        save_flow(out, final, cfg, data_desc or {}, {"steps": step, "epochs_done": epoch + 1})
-    if world > 1:
-        torch.distributed.barrier()
+    env = dist_env()
+    task = FlowTask(cfg, base, xyz, cond, env.world, data_desc)
+    run = TrainerConfig(seed=cfg.seed, device=device, epochs=cfg.epochs,
+                        max_seconds=max_seconds or 0.0, grad_clip=1.0, log_every=log_every,
+                        checkpoint_every=checkpoint_every, checkpoint_s=checkpoint_s,
+                        run_dir=str(run_dir or ""),
+                        checkpoint=str(out) + ".ckpt" if out is not None else "",
+                        tensorboard=tensorboard)
+    res = fit(task, run, resume=state, record=record or make_record(flow=cfg, run=run),
+              config_source=config_source, log=log)
+    assert task.ema is not None
+    final = FlowModel(task.ema.cpu().float(), base)
+    if env.is_main and out is not None:
+        save_flow(out, final, cfg, data_desc or {},
+                  {"steps": res.step, "epochs_done": res.epochs_done})
+    if env.distributed:
+        barrier()
     return final
-
-
-def _save_checkpoint(path: Path, net, ema, opt, cfg, base, step, epoch, g, data_desc) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format_version": FORMAT_VERSION, "kind": FILE_KIND + ".checkpoint",
-                "config": asdict(cfg), "state_dict": net.state_dict(),
-                "ema_state_dict": ema.state_dict(), "optimizer": opt.state_dict(),
-                "step": step, "epoch": epoch, "rng": g.get_state(), "base": base.state(),
-                "data": data_desc or {}}, tmp)
-    os.replace(tmp, path)
 
 
 def save_flow(path: str | Path, model: FlowModel, cfg: FlowConfig, data_desc: dict[str, Any],
@@ -281,29 +290,22 @@ def save_flow(path: str | Path, model: FlowModel, cfg: FlowConfig, data_desc: di
     p.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().float() if v.is_floating_point() else v.cpu()
           for k, v in model.net.state_dict().items()}
-    obj = {"format_version": FORMAT_VERSION, "kind": FILE_KIND, "config": asdict(cfg),
-           "state_dict": sd, "base": model.base.state(), "data": data_desc,
-           "info": extra or {}}
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, p)
+    save_versioned(p, FILE_KIND, FORMAT_VERSION,
+                   {"config": asdict(cfg), "state_dict": sd, "base": model.base.state(),
+                    "data": data_desc, "info": extra or {}})
     return p
 
 
 def _load_any(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"no weights file at {p}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"cannot read flow weights {p}: {type(exc).__name__}") from exc
-    if not isinstance(obj, dict) or not str(obj.get("kind", "")).startswith(FILE_KIND):
-        raise WeightsError(f"{p} is not an avgeo flow weights file")
-    if obj.get("format_version") != FORMAT_VERSION:
-        raise WeightsError(f"{p} has format_version {obj.get('format_version')}, "
-                           f"this avgeo reads {FORMAT_VERSION}")
-    return obj
+    return load_versioned(path, FILE_KIND, (FORMAT_VERSION,), what="flow weights", prefix=True)
+
+
+def _weights_of(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights to use from a file: a checkpoint's EMA, else the file's state_dict."""
+    ema = ((obj.get("trainer") or {}).get("task") or {}).get("ema")
+    if ema is not None:
+        return ema
+    return obj.get("ema_state_dict", obj.get("state_dict"))
 
 
 def load_flow(path: str | Path) -> tuple[FlowModel, dict[str, Any]]:
@@ -311,6 +313,9 @@ def load_flow(path: str | Path) -> tuple[FlowModel, dict[str, Any]]:
     obj = _load_any(path)
     cfg = FlowConfig(**obj["config"])
     model = build_model(cfg, base_from_state(obj["base"]))
-    model.net.load_state_dict(obj.get("ema_state_dict", obj["state_dict"]))
+    weights = _weights_of(obj)
+    if weights is None:
+        raise WeightsError(f"{path} holds no flow weights")
+    model.net.load_state_dict(weights)
     model.net.eval()
     return model, obj

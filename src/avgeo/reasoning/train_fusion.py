@@ -1,12 +1,17 @@
 """Learn per-engine reliability weights (and the prior's weight) for fusion by minimising the
 negative log-likelihood of the true cell on located examples, with a held-out split."""
 
+# The objective is smooth with a handful of parameters, so L-BFGS-B solves it exactly; an SGD
+# loop (avgeo.training.fit) would only approximate it. From the shared core this takes the
+# typed config (`FusionConfig`, the [fusion] section of a config file) and the metrics log.
+
 from __future__ import annotations
 
 import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import minimize
@@ -15,6 +20,28 @@ from scipy.special import logsumexp, softmax
 from avgeo.atoms import Atom
 from avgeo.geo.grid import Grid, global_grid
 from avgeo.reasoning.fusion import FusionWeights, group_atoms, group_map, prior_log
+
+if TYPE_CHECKING:
+    from avgeo.training.metrics import MetricsLog
+
+
+@dataclass
+class FusionConfig:
+    """Settings of `avgeo train fusion` (the `[fusion]` section of a config file)."""
+
+    #: Engines whose atoms are fitted ("all" or a comma list).
+    engines: str = "all"
+    #: Also fit the metadata engines (GPS tags, place names); off by default.
+    use_metadata: bool = False
+    #: Held-out fraction of examples (by a hash of each file name).
+    heldout: float = 0.25
+    #: Prior map: photo, population or uniform.
+    prior: str = "photo"
+    pool_alpha: float = 0.25
+    #: L2 pull of the log weights towards 0 (weight 1).
+    l2: float = 0.01
+    #: H3 resolution of the grid the NLL is computed on.
+    res: int = 3
 
 
 @dataclass
@@ -103,7 +130,9 @@ class FitReport:
 
 def fit_weights(examples: list[Example], heldout: np.ndarray, prior: str = "photo",
                 pool_alpha: float = 0.25, l2: float = 0.01, res: int = 3,
-                trained_on: str = "") -> FitReport:
+                trained_on: str = "", metrics: MetricsLog | None = None) -> FitReport:
+    """L-BFGS-B on the mean NLL (+ L2) of the training examples; `metrics` gets one row per
+    iteration (loss = that objective) and a last row with the held-out NLL."""
     t0 = time.perf_counter()
     grid = global_grid(res)
     lprior = prior_log(grid, prior)
@@ -112,9 +141,18 @@ def fit_weights(examples: list[Example], heldout: np.ndarray, prior: str = "phot
     engines = sorted({e for ex in examples for e in ex.engines})
     start = FusionWeights(prior=prior, pool_alpha=pool_alpha)
     theta0 = np.zeros(len(engines) + 1)
+    iters = 0
+
+    def on_iteration(intermediate_result) -> None:  # scipy passes the name by keyword
+        nonlocal iters
+        iters += 1
+        if metrics is not None:
+            metrics.log(iters, loss=float(intermediate_result.fun))
+
     if train:
         res_opt = minimize(_nll_and_grad, theta0, args=(train, engines, lprior, l2),
-                           jac=True, method="L-BFGS-B", bounds=[(-6.0, 3.0)] * len(theta0))
+                           jac=True, method="L-BFGS-B", bounds=[(-6.0, 3.0)] * len(theta0),
+                           callback=on_iteration)
         theta = res_opt.x
     else:
         theta = theta0
@@ -124,6 +162,10 @@ def fit_weights(examples: list[Example], heldout: np.ndarray, prior: str = "phot
                            default_weight=1.0, pool_alpha=pool_alpha, prior=prior,
                            prior_weight=round(float(w[0]), 4),
                            trained_on=trained_on or f"{len(train)} located examples")
-    return FitReport(len(train), len(test), mean_nll(train, start, lprior),
-                     mean_nll(train, fitted, lprior), mean_nll(test, start, lprior),
-                     mean_nll(test, fitted, lprior), fitted, time.perf_counter() - t0)
+    rep = FitReport(len(train), len(test), mean_nll(train, start, lprior),
+                    mean_nll(train, fitted, lprior), mean_nll(test, start, lprior),
+                    mean_nll(test, fitted, lprior), fitted, time.perf_counter() - t0)
+    if metrics is not None:
+        metrics.log(iters, train_nll=rep.train_nll_after, heldout_nll=rep.heldout_nll_after,
+                    iterations=iters)
+    return rep

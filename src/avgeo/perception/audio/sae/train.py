@@ -16,6 +16,18 @@ import torch
 
 from avgeo.errors import ConfigError, TableError, WeightsError
 from avgeo.perception.audio.sae.model import MixtureSAE, SaeConfig, TopKSAE, build_model
+from avgeo.training import (
+    DistEnv,
+    FitContext,
+    Task,
+    TrainerConfig,
+    build_config,
+    fit,
+    load_versioned,
+    save_versioned,
+    shard,
+)
+from avgeo.training import record as make_record
 
 FORMAT_VERSION = 1
 #: Optional per-window columns carried along for atom naming and purity.
@@ -409,94 +421,162 @@ class TrainResult:
     history: list[dict[str, float]]
 
 
-def _device(name: str) -> torch.device:
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {name!r}", "use --device cpu or --device cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda but no CUDA device is visible",
-                          "use --device cpu or run on a machine with a GPU")
-    return torch.device(name)
+CHECKPOINT_KIND = "avgeo.sae.checkpoint"
+
+
+class SaeTask(Task):
+    """SAE training as a task of the shared loop: Adam on MSE + AuxK (+ load balance), decoder
+    gradients projected off the atoms and atoms renormalised after each step, the learning
+    rate decaying linearly to 0 over the last 20 % of steps. Under torchrun every rank
+    streams the same shuffled batches and trains on its slice of each."""
+
+    def __init__(self, source: EmbeddingSource, cfg: SaeConfig, tcfg: TrainConfig) -> None:
+        self.source, self.cfg, self.tcfg = source, cfg, tcfg
+        self.rng = np.random.default_rng(tcfg.seed)
+        self.history: list[dict[str, float]] = []
+        # Throughput of this process (a resumed run counts from its own start).
+        self.n_seen = 0
+        self.t_first: float | None = None
+        self.stats: dict[str, Any] = {}
+        self.total = self.decay_from = 0
+
+    def build(self, ctx: FitContext) -> TopKSAE:
+        tcfg = self.tcfg
+        st = input_stats(self.source, tcfg)
+        # On small corpora "dead" must mean "silent for about an epoch", not 20k windows.
+        cfg = SaeConfig.from_dict({**self.cfg.to_dict(),
+                                   "dead_after": min(self.cfg.dead_after, max(st["n_train"], 1))})
+        model = build_model(cfg)
+        model.set_input_stats(torch.from_numpy(st["mean"]), st["scale"])
+        if isinstance(model, MixtureSAE):
+            sample = next(iter_batches(self.source, replace(tcfg, batch_size=4096), "train",
+                                       self.rng), None)
+            if sample is not None:
+                model.init_experts(sample.x, seed=tcfg.seed)
+        self.stats = st
+        steps_per_epoch = max(1, math.ceil(st["n_train"] / tcfg.batch_size))
+        self.total = steps_per_epoch * tcfg.epochs
+        self.decay_from = int(0.8 * self.total)
+        self.dev = ctx.device
+        return model
+
+    def configure_optimizer(self, model: torch.nn.Module, ctx: FitContext) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=self.tcfg.lr, betas=(0.9, 0.999),
+                                eps=6.25e-10)
+
+    def lr_at(self, step: int) -> float | None:
+        if step < self.decay_from:
+            return None
+        return self.tcfg.lr * max(0.0, (self.total - step) / max(1, self.total - self.decay_from))
+
+    def batches(self, epoch: int, env: DistEnv) -> Iterator[Batch]:
+        if self.t_first is None:
+            self.t_first = time.perf_counter()
+        for b in iter_batches(self.source, self.tcfg, "train", self.rng):
+            n = b.x.shape[0]
+            if env.world > 1:
+                b = Batch(shard(b.x, env), shard(b.x_prev, env), shard(b.has_prev, env))
+            b.n_global = n  # type: ignore[attr-defined]
+            yield b
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, Any]]:
+        dev = self.dev
+        out = model(batch.x.to(dev), batch.x_prev.to(dev), batch.has_prev.to(dev))
+        self.n_seen += batch.n_global  # type: ignore[attr-defined]
+        return out.loss, {"mse": out.mse, "aux": out.aux, "balance": out.balance}
+
+    def after_backward(self, model: torch.nn.Module) -> None:
+        model.project_decoder_grad()  # type: ignore[operator]
+
+    def after_step(self, model: torch.nn.Module, step: int) -> None:
+        model.normalise_decoder()  # type: ignore[operator]
+
+    def on_epoch_end(self, ctx: FitContext, epoch: int, means: dict[str, float]) -> None:
+        model = self.model
+        rec = {k: means[k] for k in ("loss", "mse", "aux", "balance")}
+        rec["epoch"] = epoch + 1
+        rec["dead_frac"] = float(model.dead_mask.float().mean())
+        self.history.append(rec)
+        n = self.tcfg.epochs
+        if epoch == 0 or (epoch + 1) % max(1, n // 10) == 0 or epoch + 1 == n:
+            ctx.log(f"epoch {epoch + 1}/{n}: loss {rec['loss']:.4f} mse {rec['mse']:.4f} "
+                      f"aux {rec['aux']:.3f} dead {rec['dead_frac']:.2f}")
+        if ctx.metrics is not None:
+            ctx.metrics.log(ctx.step, {"dead_frac": rec["dead_frac"]})
+
+    def setup(self, ctx: FitContext, model: torch.nn.Module) -> None:
+        self.model = model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state.get("history", []))
+
+    def data_state(self) -> dict[str, Any]:
+        return self.rng.bit_generator.state
+
+    def load_data_state(self, state: Any) -> None:
+        if state is not None:
+            self.rng.bit_generator.state = state
+
+    def checkpoint_extras(self, model: torch.nn.Module) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, "kind": CHECKPOINT_KIND,
+                "config": model.cfg.to_dict(), "train": asdict(self.tcfg),  # type: ignore[union-attr]
+                "embedding_source": dict(self.source.description)}
 
 
 def train_sae(source: EmbeddingSource, cfg: SaeConfig, tcfg: TrainConfig,
-              log: Log = _quiet) -> TrainResult:
-    """Adam on MSE + AuxK (+ load balance), decoder atoms kept at unit norm; the learning
-    rate decays linearly to 0 over the last 20 % of steps. Returns the model on CPU and the
-    held-out metrics."""
+              log: Log = _quiet, *, resume: str | Path | None = None,
+              checkpoint: str | Path | None = None, run_dir: str | Path | None = None,
+              checkpoint_every: int = 0, log_every: int = 10, tensorboard: bool = True,
+              record: dict[str, Any] | None = None, config_source: str = "") -> TrainResult:
+    """Train on the shared loop (avgeo.training.fit); returns the model on CPU and the
+    held-out metrics. `checkpoint` gets the trainer state (every `checkpoint_every` steps and
+    at the end) for an exact `resume`; `run_dir` gets metrics.csv and config.json. Resuming
+    takes the network and data settings from the checkpoint; only epochs, device and threads
+    may change."""
+    obj = None
+    if resume is not None:
+        obj = load_versioned(resume, CHECKPOINT_KIND, (FORMAT_VERSION,), what="SAE checkpoint")
+        cfg = SaeConfig.from_dict(obj["config"])
+        saved = build_config(TrainConfig, obj.get("train") or {}, section="train")
+        tcfg = replace(saved, epochs=tcfg.epochs, device=tcfg.device, threads=tcfg.threads)
     if cfg.d_in != source.dim:
+        if obj is not None:
+            raise ConfigError(f"the checkpoint's SAE reads {cfg.d_in}-d embeddings, the data "
+                              f"has {source.dim}-d", hint="resume with the run's own data")
         cfg = SaeConfig.from_dict({**cfg.to_dict(), "d_in": source.dim})
-    dev = _device(tcfg.device)
+    run = TrainerConfig(seed=tcfg.seed, device=tcfg.device, epochs=tcfg.epochs,
+                        grad_clip=tcfg.grad_clip, log_every=log_every,
+                        checkpoint_every=checkpoint_every, run_dir=str(run_dir or ""),
+                        checkpoint=str(checkpoint or ""), tensorboard=tensorboard)
     old_threads = torch.get_num_threads()
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
     try:
-        return _train(source, cfg, tcfg, dev, log)
+        task = SaeTask(source, cfg, tcfg)
+        res = fit(task, run, resume=obj, record=record or make_record(sae=cfg, train=tcfg,
+                                                                       run=run),
+                  config_source=config_source, log=log)
     finally:
         torch.set_num_threads(old_threads)
-
-
-def _train(source: EmbeddingSource, cfg: SaeConfig, tcfg: TrainConfig, dev: torch.device,
-           log: Log) -> TrainResult:
-    torch.manual_seed(tcfg.seed)
-    rng = np.random.default_rng(tcfg.seed)
-    st = input_stats(source, tcfg)
-    # On small corpora "dead" must mean "silent for about an epoch", not 20k windows.
-    cfg = SaeConfig.from_dict({**cfg.to_dict(), "dead_after": min(cfg.dead_after,
-                                                                   max(st["n_train"], 1))})
-    model = build_model(cfg)
-    model.set_input_stats(torch.from_numpy(st["mean"]), st["scale"])
-    if isinstance(model, MixtureSAE):
-        sample = next(iter_batches(source, replace(tcfg, batch_size=4096), "train", rng), None)
-        if sample is not None:
-            model.init_experts(sample.x, seed=tcfg.seed)
-    model.to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=(0.9, 0.999), eps=6.25e-10)
-    steps_per_epoch = max(1, math.ceil(st["n_train"] / tcfg.batch_size))
-    total = steps_per_epoch * tcfg.epochs
-    decay_from = int(0.8 * total)
-    step = 0
-    history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    n_seen = 0
-    for epoch in range(tcfg.epochs):
-        acc = {"loss": 0.0, "mse": 0.0, "aux": 0.0, "balance": 0.0}
-        nb = 0
-        for b in iter_batches(source, tcfg, "train", rng):
-            if step >= decay_from:
-                for g in opt.param_groups:
-                    g["lr"] = tcfg.lr * max(0.0, (total - step) / max(1, total - decay_from))
-            out = model(b.x.to(dev), b.x_prev.to(dev), b.has_prev.to(dev))
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            model.project_decoder_grad()
-            if tcfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            opt.step()
-            model.normalise_decoder()
-            step += 1
-            nb += 1
-            n_seen += b.x.shape[0]
-            for key in acc:
-                acc[key] += float(getattr(out, key).detach())
-        rec = {k: v / max(nb, 1) for k, v in acc.items()}
-        rec["epoch"] = epoch + 1
-        rec["dead_frac"] = float(model.dead_mask.float().mean())
-        history.append(rec)
-        if epoch == 0 or (epoch + 1) % max(1, tcfg.epochs // 10) == 0 or epoch + 1 == tcfg.epochs:
-            log(f"epoch {epoch + 1}/{tcfg.epochs}: loss {rec['loss']:.4f} mse {rec['mse']:.4f} "
-                f"aux {rec['aux']:.3f} dead {rec['dead_frac']:.2f}")
-    train_s = time.perf_counter() - t0
+    model = res.model
+    assert isinstance(model, TopKSAE)
     model.eval().cpu()
+    st = task.stats
+    train_s = time.perf_counter() - task.t_first if task.t_first is not None else 0.0
     stats: dict[str, Any] = {
         "n_train": st["n_train"], "n_eval": st["n_eval"], "n_files": st["n_files"],
-        "n_linked": st["n_linked"], "epochs": tcfg.epochs, "steps": step,
-        "train_s": round(train_s, 3), "windows_per_s": round(n_seen / max(train_s, 1e-9), 1),
+        "n_linked": st["n_linked"], "epochs": tcfg.epochs, "steps": res.step,
+        "train_s": round(train_s, 3),
+        "windows_per_s": round(task.n_seen / max(train_s, 1e-9), 1),
         "dead_frac": float(model.dead_mask.float().mean()), "train": asdict(tcfg),
     }
     ev = evaluate(model, source, tcfg, "eval" if st["n_eval"] else "train")
     stats.update({"eval_split": "eval" if st["n_eval"] else "train (no held-out windows)",
                   "r2": ev["r2"], "l0": ev["l0"], "never_fired_frac": ev["never_fired_frac"]})
-    return TrainResult(model, stats, history)
+    return TrainResult(model, stats, task.history)
 
 
 @torch.no_grad()
@@ -539,14 +619,10 @@ def save_checkpoint(path: str | Path, model: TopKSAE, *, embedding_source: dict[
     path = Path(path)
     sd = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
           for k, v in model.state_dict().items()}
-    ckpt = {"format_version": FORMAT_VERSION, "kind": "avgeo.sae", "config": model.cfg.to_dict(),
-            "variant": model.cfg.variant, "state_dict": sd,
-            "embedding_source": embedding_source, "stats": stats, "atoms": atoms or []}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(path)
-    return path
+    return save_versioned(path, "avgeo.sae", FORMAT_VERSION,
+                          {"config": model.cfg.to_dict(), "variant": model.cfg.variant,
+                           "state_dict": sd, "embedding_source": embedding_source,
+                           "stats": stats, "atoms": atoms or []})
 
 
 @dataclass
@@ -562,16 +638,7 @@ def load_checkpoint(path: str | Path) -> LoadedSae:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"SAE weights not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"cannot read SAE weights {path}: {exc}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != "avgeo.sae":
-        raise WeightsError(f"{path} is not an avgeo SAE checkpoint")
-    ver = ckpt.get("format_version")
-    if ver != FORMAT_VERSION:
-        raise WeightsError(f"{path} has SAE format version {ver}; this avgeo reads "
-                           f"{FORMAT_VERSION}")
+    ckpt = load_versioned(path, "avgeo.sae", (FORMAT_VERSION,), what="SAE weights")
     model = build_model(SaeConfig.from_dict(ckpt["config"]))
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
     try:
