@@ -38,5 +38,8 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   # declared torchvision dependency does not import beside the local torch build, and we
   # never touch its image encoder, so it is installed without dependencies.
   "$VPY" -m pip install -q --no-deps -c requirements/constraints.txt geoclip 2> >(grep -v "^WARNING: Location" >&2)
+  # rapidocr-onnxruntime is used only for the PP-OCRv4 ONNX models inside its wheel (we run
+  # them on onnxruntime ourselves); its OpenCV dependency would cost ~60 MB for nothing.
+  "$VPY" -m pip install -q --no-deps -c requirements/constraints.txt rapidocr-onnxruntime 2> >(grep -v "^WARNING: Location" >&2)
   echo "$want" > "$STAMP"
 fi

@@ -21,6 +21,8 @@ from avgeo.errors import BackboneMissingError  # noqa: E402
 from avgeo.geo.grid import global_grid  # noqa: E402
 from avgeo.perception.base import REGISTRY, EngineContext  # noqa: E402
 from avgeo.perception.vision import backbone as vb  # noqa: E402
+from avgeo.reasoning.fusion import global_log_mean, tempered_map  # noqa: E402
+from avgeo.reasoning.likelihood import CountryLikelihood  # noqa: E402
 
 PHOTO = "lund_01.jpg"
 
@@ -54,7 +56,8 @@ def _write_tokenizer(folder: Path) -> int:
     return len(vocab)
 
 
-def _tiny_clip(folder: Path, projection_dim: int = 768, vision_only: bool = False) -> Path:
+def _tiny_clip(folder: Path, projection_dim: int = 768, vision_only: bool = False,
+               logit_scale: float | None = None) -> Path:
     from transformers import (
         CLIPConfig,
         CLIPImageProcessor,
@@ -76,8 +79,9 @@ def _tiny_clip(folder: Path, projection_dim: int = 768, vision_only: bool = Fals
                     num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
                     projection_dim=projection_dim, bos_token_id=vocab_size - 2,
                     eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1)
+        extra = {} if logit_scale is None else {"logit_scale_init_value": logit_scale}
         model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision,
-                                     projection_dim=projection_dim))
+                                     projection_dim=projection_dim, **extra))
     model.save_pretrained(str(folder))
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
                        ).save_pretrained(str(folder))
@@ -174,7 +178,6 @@ def test_engine_runs_on_photo(tiny_clip, photo):
     assert eng.available()[0] is False  # nothing configured outside ctx
     atoms = eng.atoms(photo, ctx)
     ret = [a for a in atoms if a.group == "image_backbone:geoclip"]
-    concepts = [a for a in atoms if a.likelihood is None]
     assert len(ret) == 1 and ret[0].name.startswith("GeoCLIP retrieval: top match ")
     assert ret[0].kind == "visual_concept"
     top = ret[0].value["top"][0]
@@ -185,14 +188,20 @@ def test_engine_runs_on_photo(tiny_clip, photo):
     assert m.min() < -1.0  # a map, not a flat field
     # Top match's cell is on the peak plateau of the smoothed map.
     assert m[grid.locate(top["lat"], top["lon"])[0]] > -1.0
+    concepts = [a for a in atoms if a.group != "image_backbone:geoclip"]
     assert len(concepts) == len(vb.CONCEPT_GROUPS)
+    placed = {"driving side", "sign script"}  # the groups with documented geography
     for a in concepts:
         group, concept = a.value["group"], a.value["concept"]
         assert concept in vb.CONCEPT_GROUPS[group]
         assert a.name == f"{group.capitalize()}: {concept}"
         assert 0.0 < a.confidence <= 1.0
         assert sum(a.value["alternatives"].values()) == pytest.approx(1.0, abs=1e-6)
-        assert "training data" in a.evidence
+        if group in placed:
+            assert isinstance(a.likelihood, CountryLikelihood), group
+            assert "place likelihood from" in a.evidence
+        else:
+            assert a.likelihood is None and "training data" in a.evidence
     assert eng.last_retrieval is not None
     assert eng.last_retrieval.probs.sum() == pytest.approx(1.0)
 
@@ -209,7 +218,9 @@ def test_dimension_mismatch_skips_retrieval_with_note(tmp_path, photo):
     folder = _tiny_clip(tmp_path / "clip64", projection_dim=64)
     ctx = EngineContext(options={"image_backbone": str(folder), "concept_min_prob": 0.0})
     atoms = vb.ImageBackboneEngine().atoms(photo, ctx)
-    assert all(a.likelihood is None for a in atoms) and atoms
+    assert atoms and all(a.group != "image_backbone:geoclip" for a in atoms)
+    assert all(a.likelihood is None or isinstance(a.likelihood, CountryLikelihood)
+               for a in atoms)
     assert any("GeoCLIP retrieval skipped" in n for n in ctx.notes)
 
 
@@ -253,3 +264,85 @@ def test_engine_on_video_averages_frames(tiny_clip, media_dir):
                                  "concepts": False, "video_max_frames": 2})
     atoms = vb.ImageBackboneEngine().atoms(media, ctx)
     assert len(atoms) == 1 and atoms[0].likelihood is not None
+
+
+# -- concepts with documented geography ------------------------------------------------------
+LEFT, RIGHT = vb.CONCEPT_GROUPS["driving side"][:2]
+
+
+def test_left_hand_traffic_table():
+    import pycountry
+
+    lht = vb.left_hand_traffic()
+    assert len(lht) == 75
+    assert all(pycountry.countries.get(alpha_2=c) is not None for c in lht)
+    assert {"GB", "JP", "AU", "IN", "ZA", "TH", "IE", "NZ"} <= lht
+    assert not {"US", "FR", "DE", "CN", "BR", "KR", "MM", "CA"} & lht
+
+
+def _country_mass(atom) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-country mass of an area prior and of the posterior after this one atom,
+    fused as the reasoner fuses (map tempered by the atom's confidence)."""
+    from avgeo.geo.regions import cell_countries
+
+    grid = global_grid(3)
+    raw = atom.likelihood.log_map(grid)
+    post = np.log(grid.area_km2) + tempered_map(atom, raw, global_log_mean(raw, grid))
+    post = np.exp(post - post.max())
+    post /= post.sum()
+    prior = grid.area_km2 / grid.area_km2.sum()
+    codes = cell_countries(grid)
+    out = []
+    for w in (prior, post):
+        out.append({c: float(w[codes == c].sum()) for c in ("GB", "JP", "AU", "IN", "US",
+                                                            "FR", "KR", "KP", "CN")})
+    return out[0], out[1]
+
+
+def test_confident_left_driving_atom_moves_mass(tmp_path, photo):
+    # A tiny random CLIP with a large logit scale, shown the "left" prompt's own text
+    # embedding as the image: the zero-shot softmax is then sure the cars drive on the left.
+    folder = _tiny_clip(tmp_path / "sharp", logit_scale=float(np.log(1000.0)))
+    bb = vb.load_backbone(folder)
+    image = vb.embed_texts(bb, [vb.CONCEPT_PROMPT.format(LEFT)])[0]
+    eng = vb.ImageBackboneEngine(path=folder)
+    atoms = eng._concept_atoms(bb, image, {"concept_min_prob": 0.5}, EngineContext())
+    side = next(a for a in atoms if a.value["group"] == "driving side")
+    assert side.value["concept"] == LEFT and side.confidence > 0.9
+    assert isinstance(side.likelihood, CountryLikelihood)
+    prior, post = _country_mass(side)
+    for c in ("GB", "JP", "AU", "IN"):
+        assert post[c] > 2 * prior[c], (c, prior[c], post[c])
+    for c in ("US", "FR", "CN"):
+        assert post[c] < 0.8 * prior[c], (c, prior[c], post[c])
+
+
+def test_unsure_driving_side_barely_moves(tiny_clip, photo):
+    eng = vb.ImageBackboneEngine(path=tiny_clip)
+    eng.atoms(photo, EngineContext(options={"geoclip": False, "concept_min_prob": 0.0}))
+    side = next(s for s in eng.last_concepts if s.group == "driving side")
+    assert side.prob < 0.6  # random tiny weights: near-uniform scores
+    lik = vb.concept_likelihood(side)
+    ratio = max(lik.weights.values()) / min(lik.weights.values())
+    assert 1.0 <= ratio < 1.3
+    sure = vb.ConceptScore("driving side", LEFT, 0.98, {LEFT: 0.98, RIGHT: 0.01,
+                                                        "no cars": 0.01})
+    lik = vb.concept_likelihood(sure)
+    eps = vb.CONCEPT_UNINFORMATIVE
+    want = (eps + (1 - eps) * 0.99) / (eps + (1 - eps) * 0.02)  # (left + none) / (right + none)
+    assert max(lik.weights.values()) / min(lik.weights.values()) == pytest.approx(want)
+    assert lik.weights["GB"] == lik.weights["JP"] > lik.weights["US"] == lik.weights["FR"]
+
+
+def test_sign_script_concept_uses_cldr():
+    alts = dict.fromkeys(vb.CONCEPT_GROUPS["sign script"], 0.01)
+    alts["signs written in Korean Hangul"] = 1 - 0.01 * (len(alts) - 1)
+    score = vb.ConceptScore("sign script", "signs written in Korean Hangul",
+                            alts["signs written in Korean Hangul"], alts)
+    lik = vb.concept_likelihood(score)
+    w = lik.weights
+    assert sorted(w, key=lambda c: -w[c])[:2] in (["KR", "KP"], ["KP", "KR"])
+    assert w["KR"] > 5 * w["FR"] and w["KR"] > 5 * w["CN"]
+    assert vb.concept_likelihood(vb.ConceptScore(
+        "road bollards", "no roadside bollards", 0.9,
+        dict.fromkeys(vb.CONCEPT_GROUPS["road bollards"], 0.25))) is None

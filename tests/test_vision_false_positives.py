@@ -20,7 +20,8 @@ def test_isolated_glyphs_are_dropped():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["arezzo_dscn0010.jpg", "lund_29.jpg"])
+@pytest.mark.parametrize("name", ["arezzo_dscn0010.jpg", "lund_29.jpg",
+                                  "carlsbad_gopro_max.mp4"])
 def test_street_photos_get_no_foreign_script(media_dir, name):
     eng = TextEngine()
     if not eng.available()[0]:

@@ -1,5 +1,6 @@
-"""Vision perception: text in the scene (OCR → script → language → countries, phone /
-domain / currency / postcode clues, gazetteer place names). Importing registers "ocr"."""
+"""Vision perception: text in the scene (PP-OCRv4 text detector, PP-OCR and Tesseract
+readers → script → language → countries, phone / domain / currency / postcode clues,
+gazetteer place names). Importing registers "ocr"."""
 
 from avgeo.perception.vision.engine import TextEngine
 

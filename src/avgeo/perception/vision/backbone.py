@@ -18,7 +18,7 @@ from avgeo.atoms import Atom
 from avgeo.errors import BackboneMissingError, WeightsError
 from avgeo.perception.base import EngineContext, register
 from avgeo.perception.local_model import resolve_model_dir
-from avgeo.reasoning.likelihood import CellLikelihood
+from avgeo.reasoning.likelihood import CellLikelihood, CountryLikelihood
 
 if TYPE_CHECKING:
     import torch
@@ -478,6 +478,115 @@ def score_concepts(bb: ImageBackbone, image_embed: np.ndarray,
     return out
 
 
+# --------------------------------------------------------------------------- concept places
+
+#: Concepts whose geography is documented public knowledge, not something to learn from
+#: labelled photos: the side traffic keeps to (a per-country rule) and the script of
+#: signs (CLDR's territory–language data, as the OCR engine uses). Each alternative maps
+#: to the side or script it shows; the remaining alternatives ("no cars", "no signs")
+#: show nothing. The other groups (vegetation, architecture, bollards, line colours,
+#: poles) have no such table and carry no likelihood.
+DRIVING_SIDE: dict[str, str] = {
+    "cars driving on the left side of the road": "left",
+    "cars driving on the right side of the road": "right",
+}
+SIGN_SCRIPT: dict[str, str] = {
+    "signs written in Latin letters": "Latin",
+    "signs written in Cyrillic letters": "Cyrillic",
+    "signs written in Arabic script": "Arabic",
+    "signs written in Chinese characters": "Han",
+    "signs written in Japanese": "Japanese",
+    "signs written in Korean Hangul": "Hangul",
+    "signs written in Devanagari": "Devanagari",
+    "signs written in Thai script": "Thai",
+    "signs written in Greek letters": "Greek",
+    "signs written in Hebrew": "Hebrew",
+}
+LHT_FILE = Path(__file__).resolve().parents[2] / "assets" / "vision" / "left_hand_traffic.tsv"
+
+
+@lru_cache(maxsize=1)
+def left_hand_traffic() -> frozenset[str]:
+    """ISO alpha-2 codes of the countries and territories that drive on the left (the
+    vendored table, source named in its header)."""
+    rows = LHT_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(r.split("\t")[0] for r in rows if r.strip() and not r.startswith("#"))
+
+
+@lru_cache(maxsize=1)
+def _all_countries() -> frozenset[str]:
+    import pycountry
+
+    # XK: Kosovo, user-assigned code used by GeoNames, CLDR and the country polygons
+    return frozenset({c.alpha_2 for c in pycountry.countries} | {"XK"})
+
+
+#: Share of a zero-shot concept's probability treated as uninformative however sure the
+#: softmax is. CLIP's zero-shot scores are not calibrated (a tiny or a real model alike
+#: can put 1 − 1e-8 on one prompt) and there is no labelled set here to calibrate them,
+#: so one wrong call must not rule out the true country: it costs at most a factor
+#: 1 / CONCEPT_UNINFORMATIVE.
+CONCEPT_UNINFORMATIVE = 0.1
+
+
+def _mixture_likelihood(alternatives: dict[str, float],
+                        maps: dict[str, dict[str, float]]) -> CountryLikelihood:
+    """P(zero-shot scores | country) for soft evidence: ε + (1 − ε)·Σ_k p_k·m_k(country),
+    where m_k is how much the country fits alternative k (0..1), alternatives without a
+    map ("no cars") fit every country equally and ε = CONCEPT_UNINFORMATIVE. An unsure
+    softmax (p spread over the alternatives) gives nearly equal values everywhere, so it
+    barely moves the posterior; a confident one favours its countries by up to 1/ε."""
+    eps = CONCEPT_UNINFORMATIVE
+    neutral = sum(p for a, p in alternatives.items() if a not in maps)
+    weights = {c: eps + (1 - eps) * (neutral + sum(alternatives.get(a, 0.0) * m.get(c, 0.0)
+                                                   for a, m in maps.items()))
+               for c in _all_countries()}
+    top = max(weights.values())
+    # sea and unlisted land: as the least likely country, not as impossible
+    return CountryLikelihood(weights, floor=min(weights.values()) / top if top > 0 else 1.0)
+
+
+def _concept_maps(alts: dict[str, float]) -> tuple[dict[str, dict[str, float]], str] | None:
+    """(alternative → country fit, source) for a group with documented geography."""
+    if set(DRIVING_SIDE) <= set(alts):
+        lht, everywhere = left_hand_traffic(), _all_countries()
+        return ({a: {c: float((c in lht) == (side == "left")) for c in everywhere}
+                 for a, side in DRIVING_SIDE.items()},
+                "the left-hand-traffic table (Wikipedia's list)")
+    if set(SIGN_SCRIPT) <= set(alts):
+        from avgeo.perception.vision.script import script_country_weights
+
+        return ({a: script_country_weights(script) for a, script in SIGN_SCRIPT.items()},
+                "CLDR's script use per country")
+    return None
+
+
+def concept_likelihood(score: ConceptScore) -> CountryLikelihood | None:
+    """A place likelihood for a concept group with documented geography (DRIVING_SIDE,
+    SIGN_SCRIPT), weighted by the zero-shot probabilities; None for the others."""
+    found = _concept_maps(score.alternatives)
+    return None if found is None else _mixture_likelihood(score.alternatives, found[0])
+
+
+def _concept_evidence(score: ConceptScore, lik: CountryLikelihood | None) -> str:
+    head = (f"zero-shot '{CONCEPT_PROMPT.format(score.concept)}' p={score.prob:.2f} among "
+            f"{len(score.alternatives)} alternatives; ")
+    found = _concept_maps(score.alternatives)
+    if lik is None or found is None:
+        return head + ("no place likelihood: a learned concept→place mapping needs "
+                       "labelled training data")
+    from avgeo.perception.vision.language import territory_population
+
+    pop = territory_population()
+    hi, lo = max(lik.weights.values()), min(lik.weights.values())
+    # ties (all left-driving countries fit equally) listed by population
+    favoured = sorted((c for c, v in lik.weights.items() if v > lo * 1.0001),
+                      key=lambda c: (-round(lik.weights[c], 9), -pop.get(c, 0)))
+    return head + (f"place likelihood from {found[1]}, weighted by these probabilities "
+                   f"(max/min {hi / max(lo, 1e-12):.2f}): favours {len(favoured)} countries "
+                   f"({', '.join(favoured[:6])}{', …' if len(favoured) > 6 else ''})")
+
+
 # --------------------------------------------------------------------------- engine
 
 
@@ -582,13 +691,11 @@ class ImageBackboneEngine:
         for s in scores:
             if s.prob < min_p:
                 continue
+            lik = concept_likelihood(s)
             atoms.append(Atom(
                 name=f"{s.group.capitalize()}: {s.concept}", engine=ENGINE,
-                kind="visual_concept",
-                evidence=(f"zero-shot '{CONCEPT_PROMPT.format(s.concept)}' p={s.prob:.2f} "
-                          f"among {len(s.alternatives)} alternatives; no place likelihood: a "
-                          "learned concept→place mapping needs labelled training data"),
+                kind="visual_concept", evidence=_concept_evidence(s, lik),
                 confidence=s.prob, value={"group": s.group, "concept": s.concept,
                                           "alternatives": s.alternatives},
-                likelihood=None, group=f"{ENGINE}:{s.group}"))
+                likelihood=lik, group=f"{ENGINE}:{s.group}"))
         return atoms

@@ -30,8 +30,9 @@ def _digits_fixed(text: str) -> str:
 def phone_clues(text: str, regions: list[str] | None = None) -> list[Clue]:
     """International numbers (+CC …) anywhere; national formats only when tried against
     candidate `regions` (from script/language) and valid there."""
+    # (not phonenumbers.geocoder: its place-name tables cost ~100 MB of memory)
     import phonenumbers
-    from phonenumbers import PhoneNumberMatcher, geocoder  # noqa: F401
+    from phonenumbers import PhoneNumberMatcher
 
     text = _digits_fixed(text)
     out: list[Clue] = []

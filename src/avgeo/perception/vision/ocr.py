@@ -157,16 +157,19 @@ class TesseractOcr:
         self._lock = threading.Lock()
 
     # -- engine plumbing ---------------------------------------------------------------
-    def _run(self, pack: str, img: Image.Image) -> list[tuple[str, float, tuple]]:
-        """(text, conf 0..1, box) per word, boxes in `img` pixels."""
+    def _run(self, pack: str, img: Image.Image, line: bool = False
+             ) -> list[tuple[str, float, tuple]]:
+        """(text, conf 0..1, box) per word, boxes in `img` pixels. `line` reads `img` as
+        one text line (a detector's crop) instead of hunting for sparse text."""
         if self.backend == "tesserocr":
             import tesserocr
 
-            api = self._apis.get(pack)
+            key = f"{pack}:{'line' if line else 'sparse'}"
+            api = self._apis.get(key)
             if api is None:
-                api = tesserocr.PyTessBaseAPI(path=self.tessdata, lang=pack,
-                                              psm=tesserocr.PSM.SPARSE_TEXT)
-                self._apis[pack] = api
+                psm = tesserocr.PSM.SINGLE_LINE if line else tesserocr.PSM.SPARSE_TEXT
+                api = tesserocr.PyTessBaseAPI(path=self.tessdata, lang=pack, psm=psm)
+                self._apis[key] = api
             api.SetImage(img)
             api.Recognize()
             out = []
@@ -183,7 +186,7 @@ class TesseractOcr:
             return out
         import pytesseract
 
-        d = pytesseract.image_to_data(img, lang=pack, config="--psm 11",
+        d = pytesseract.image_to_data(img, lang=pack, config="--psm 7" if line else "--psm 11",
                                       output_type=pytesseract.Output.DICT)
         out = []
         for i, text in enumerate(d["text"]):
@@ -229,6 +232,30 @@ class TesseractOcr:
         words = _merge(words)
         return OcrResult(words=words, lines=_lines(words), script_scores=scores,
                          packs=packs_used, elapsed_s=time.perf_counter() - t0)
+
+    def read_line(self, crop: Image.Image, pack: str) -> tuple[str, float, list[Word]]:
+        """One text line (a detector's crop) read with `pack`: (text, confidence, words).
+        The confidence is the letter-weighted mean over the words."""
+        with self._lock:
+            raw = self._run(pack, crop, line=True)
+        words = []
+        for text, conf, bb in raw:
+            counts = script_counts(text)
+            words.append(Word(text, conf, tuple(bb),
+                              counts.most_common(1)[0][0] if counts else None, pack, "line"))
+        if not words:
+            return "", 0.0, []
+        weights = [max(1, sum(ch.isalnum() for ch in w.text)) for w in words]
+        conf = sum(w.conf * n for w, n in zip(words, weights, strict=True)) / sum(weights)
+        # Tesseract splits unspaced writing (Thai, Han, kana) into "words" at random: a
+        # line of it is rejoined without spaces, also across Han and kana.
+        text = ""
+        prev: Word | None = None
+        for w in sorted(words, key=lambda w: w.box[0]):
+            glue = prev is not None and prev.script in _UNSPACED and w.script in _UNSPACED
+            text += w.text if glue or prev is None else " " + w.text
+            prev = w
+        return text, conf, words
 
     def _normalise(self, image: Image.Image) -> tuple[Image.Image, float]:
         img = image.convert("RGB") if image.mode != "RGB" else image
