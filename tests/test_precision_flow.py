@@ -14,7 +14,7 @@ from avgeo.geo.sphere import from_xyz
 from avgeo.precision import manifold as S2
 from avgeo.precision.model import FlowModel, VelocityNet
 from avgeo.precision.regions import cell_probs_from_log_density, credible_region, density_on_grid
-from avgeo.precision.solver import divergence
+from avgeo.precision.solver import divergence, odeint
 from avgeo.precision.train import FlowConfig, train_flow
 
 KAPPA = 50.0
@@ -40,6 +40,72 @@ def test_exact_divergence_matches_laplacian():
     x = S2.uniform(500, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     _, div = divergence(lambda y, t: S2.proj(y, a.expand_as(y)), x, torch.tensor(0.0))
     assert torch.allclose(div, -2.0 * (x @ a), atol=1e-10)
+
+
+def _random_net(cond_dim: int = 0, depth: int = 3, speed: float = 0.0) -> VelocityNet:
+    # Non-zero output layer and null embedding, so every input block matters; `speed` rescales
+    # the output to that typical |v| (a field of |v| ~ 20 is chaotic over t ∈ [0, 1]).
+    net = VelocityNet(hidden=48, depth=depth, n_freq=24, freq_max=16.0, cond_dim=cond_dim,
+                      seed=3)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        if speed:
+            x = S2.uniform(256, generator=g)
+            v = net(x, torch.tensor(0.5))
+            net.mlp[-1].weight.mul_(speed / float(v.norm(dim=-1).mean()))
+            net.mlp[-1].bias.mul_(speed / float(v.norm(dim=-1).mean()))
+    return net
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+@pytest.mark.parametrize("case", ["plain", "null", "cond", "guided", "per_row", "per_row_guided"])
+def test_inference_field_matches_network(case, depth):
+    cond_dim = 0 if case == "plain" else 2
+    model = FlowModel(_random_net(cond_dim, depth))
+    x = S2.uniform(300, generator=torch.Generator().manual_seed(5))
+    c = {"plain": None, "null": None, "cond": torch.tensor([0.5, -1.0]),
+         "guided": torch.tensor([0.5, -1.0]),
+         "per_row": torch.randn(300, 2, generator=torch.Generator().manual_seed(6)),
+         "per_row_guided": torch.randn(300, 2, generator=torch.Generator().manual_seed(6))}[case]
+    w = 2.5 if "guided" in case else 1.0
+    fast = model.inference_field(c, w)
+    for t in (0.0, 0.3, 1.0):
+        ref = model.field(c, w)(x, torch.tensor(t)).detach()
+        got = fast(x, torch.tensor(t))
+        assert torch.allclose(got, ref, rtol=0, atol=2e-6 * float(ref.abs().max())), (case, t)
+        assert float((got * x).sum(-1).abs().max()) < 1e-5  # tangent
+    ref64 = model.field(c, w)(x.double(), torch.tensor(0.3)).detach()
+    got64 = fast(x.double(), torch.tensor(0.3))
+    assert got64.dtype == torch.float64
+    assert torch.allclose(got64, ref64, rtol=0, atol=2e-6 * float(ref64.abs().max()))
+
+
+def test_bf16_field_stays_close_and_samples_stay_on_sphere():
+    model = FlowModel(_random_net(0, speed=1.0))
+    x = S2.uniform(300, generator=torch.Generator().manual_seed(7))
+    ref = model.field()(x, torch.tensor(0.5)).detach()
+    low = model.inference_field(gemm_dtype=torch.bfloat16)(x, torch.tensor(0.5))
+    rel = float((low - ref).norm(dim=-1).max() / ref.norm(dim=-1).max())
+    assert 0.0 < rel < 0.05  # a different (rounded) field, but the same one to ~1 %
+    xs = model.sample(500, steps=8, gemm_dtype=torch.bfloat16,
+                      generator=torch.Generator().manual_seed(8))
+    assert ((xs.double().norm(dim=-1) - 1).abs().max()) < 1e-6
+
+
+def test_sample_uses_fast_path_with_generic_results():
+    model = FlowModel(_random_net(0, speed=1.0))
+    x0 = S2.uniform(400, generator=torch.Generator().manual_seed(9))
+    for method in ("euler", "midpoint", "rk4"):
+        a, _ = odeint(model.field(), x0, steps=12, method=method)
+        b, _ = odeint(model.inference_field(), x0, steps=12, method=method)
+        assert float(S2.dist(a.double(), b.double()).max()) < 1e-5, method
+        assert not b.is_inference()  # callers get an ordinary tensor
+    s1 = model.sample(400, steps=12, generator=torch.Generator().manual_seed(10))
+    base = model.base.sample(400, torch.Generator().manual_seed(10))
+    s2, _ = odeint(model.field(), base, steps=12)
+    assert float(S2.dist(s1.double(), s2.double()).max()) < 1e-5
 
 
 @pytest.fixture(scope="module")

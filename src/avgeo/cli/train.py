@@ -35,7 +35,9 @@ def check_owned(run, owned: dict[str, str], command: str) -> None:
 @train_app.command("flow")
 def train_flow_cmd(
     ctx: typer.Context,
-    data: Path = typer.Argument(..., help="CSV/Parquet with lat, lon (and condition columns)."),
+    data: Path | None = typer.Argument(
+        None, help="CSV/Parquet with lat, lon (and condition columns); not with --base "
+                   "posterior, which simulates its data."),
     cond: str = typer.Option("", "--cond", help="Comma list of condition columns (CFG)."),
     epochs: int = typer.Option(50, "--epochs", min=1),
     out: Path = typer.Option(Path("flow.pt"), "--out", help="Versioned weights file to write."),
@@ -47,7 +49,9 @@ def train_flow_cmd(
     depth: int = typer.Option(4, "--depth", min=1),
     freq_max: float = typer.Option(64.0, "--freq-max", min=1.0,
                                    help="Highest Fourier frequency (rad⁻¹) of the input."),
-    base: str = typer.Option("uniform", "--base", help="uniform or vmf_mixture."),
+    base: str = typer.Option("uniform", "--base",
+                             help="uniform, vmf_mixture, or posterior (a refinement flow from "
+                                  "fusion posteriors of simulated examples, see --sim)."),
     components: int = typer.Option(0, "--components", min=0, help="vMF mixture base size."),
     p_uncond: float = typer.Option(0.1, "--p-uncond", min=0.0, max=1.0,
                                    help="Condition dropout for classifier-free guidance."),
@@ -67,11 +71,17 @@ def train_flow_cmd(
                                       help="Stop at the first epoch end past this (0: no limit)."),
     save_config: Path | None = typer.Option(None, "--save-config",
                                             help="Write the resolved config here and exit."),
+    sim: int = typer.Option(2000, "--sim", min=1,
+                            help="--base posterior: located examples to simulate and fuse."),
+    sim_seed: int = typer.Option(1, "--sim-seed", help="--base posterior: simulation seed."),
+    sim_samples: int = typer.Option(128, "--sim-samples", min=1,
+                                    help="--base posterior: posterior draws per example."),
 ) -> None:
     """Train a flow-matching density on S² (torchrun-ready: DDP when WORLD_SIZE > 1)."""
     from avgeo.errors import ConfigError
     from avgeo.precision.train import FlowConfig, read_points, train_flow
     from avgeo.training import TrainerConfig, cli_layers, dump_config, record, resolve
+    from avgeo.training.config import explicit_params
     from avgeo.training.distributed import dist_env, shutdown_distributed
 
     cond_cols = [c.strip() for c in cond.split(",") if c.strip()]
@@ -91,9 +101,33 @@ def train_flow_cmd(
     built, _rec, source = resolve({"flow": FlowConfig, "run": TrainerConfig}, defaults=defaults,
                                   explicit=explicit, file=config, sets=sets)
     cfg, run = built["flow"], built["run"]
+    posterior = cfg.base in ("posterior", "fusion_posterior")
+    if posterior:
+        # The refinement flow's own defaults (a small conditional net) replace the prior's;
+        # the config file, flags given and --set still win.
+        from dataclasses import asdict
+
+        from avgeo.precision.posterior_base import default_config
+
+        defaults["flow"] = asdict(default_config())
+        built, _rec, source = resolve({"flow": FlowConfig, "run": TrainerConfig},
+                                      defaults=defaults, explicit=explicit, file=config,
+                                      sets=sets)
+        cfg, run = built["flow"], built["run"]
+        cfg.base = "fusion_posterior"
     check_owned(run, FLOW_OWNED_RUN, "avgeo train flow")
-    if cfg.base not in ("uniform", "vmf_mixture"):
-        raise ConfigError(f"--base {cfg.base!r}", hint="use --base uniform or --base vmf_mixture")
+    if cfg.base not in ("uniform", "vmf_mixture", "fusion_posterior"):
+        raise ConfigError(f"--base {cfg.base!r}",
+                          hint="use --base uniform, --base vmf_mixture or --base posterior")
+    sim_flags = {"sim", "sim_seed", "sim_samples"} & explicit_params(ctx)
+    if posterior and data is not None:
+        raise ConfigError("--base posterior simulates its training data",
+                          hint="drop DATA (set the number of examples with --sim)")
+    if not posterior and sim_flags:
+        raise ConfigError("--sim options only apply to --base posterior")
+    if not posterior and data is None and save_config is None:
+        raise ConfigError("no training table given",
+                          hint="pass a CSV/Parquet with lat, lon, or use --base posterior")
     run.run_dir = run.run_dir or str(default_run_dir(out))
     run.seed, run.epochs = cfg.seed, cfg.epochs  # what train_flow runs with
     rec = record(flow=cfg, run=run)
@@ -112,6 +146,25 @@ def train_flow_cmd(
     if save_config is not None:
         dump_config(save_config, rec)
         typer.echo(str(save_config))
+        return
+    if posterior:
+        from avgeo.precision.posterior_base import simulate_pairs, train_posterior_flow
+
+        def echo(msg: str) -> None:
+            typer.echo(msg, err=True)
+
+        pairs = simulate_pairs(sim, sim_seed, sim_samples, log=echo)
+        try:
+            train_posterior_flow(pairs, cfg, out=out, resume=resume, device=run.device,
+                                 max_seconds=run.max_seconds or None,
+                                 checkpoint_s=run.checkpoint_s, log=echo, run_dir=run.run_dir,
+                                 checkpoint_every=run.checkpoint_every,
+                                 log_every=run.log_every, tensorboard=run.tensorboard,
+                                 record=rec, config_source=source)
+        finally:
+            shutdown_distributed()
+        if dist_env().is_main:
+            typer.echo(str(out))
         return
     xyz, cvals, desc = read_points(data, cfg.cond_columns)
     try:

@@ -52,23 +52,31 @@ def odeint(field: Field, x: torch.Tensor, t0: float = 0.0, t1: float = 1.0, step
            with_divergence: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Integrate dx/dt = field(x, t) on S² from t0 to t1 (t1 < t0 runs backwards).
 
-    Every step and stage moves points by a rotation (the exp map), so iterates stay on S²;
-    they are re-normalised as well. `rk4` is Munthe-Kaas' RK4 for SO(3) acting on S² (order 4),
+    Every step and stage moves points by a rotation (the exp map, which re-normalises), so
+    iterates stay on S². `rk4` is Munthe-Kaas' RK4 for SO(3) acting on S² (order 4),
     `midpoint` the Lie midpoint rule (order 2), `euler` exp-map Euler (order 1).
     Returns (x at t1, ∫_{t0}^{t1} div field dt or None).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
     grid = _time_grid(t0, t1, steps, time_grid, x.dtype)
+    y = S2.normalize(x.detach())
+    if with_divergence:
+        return _steps(field, y, grid, method, True)
+    # Sampling keeps no autograd state at all; the clone hands callers an ordinary tensor.
+    with torch.inference_mode():
+        y, _ = _steps(field, y, grid, method, False)
+    return y.clone(), None
 
+
+def _steps(field: Field, y: torch.Tensor, grid: torch.Tensor, method: str,
+           with_divergence: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     def ev(y: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if with_divergence:
             return divergence(field, y, t)
-        with torch.no_grad():
-            return field(y, t), None
+        return field(y, t), None
 
-    y = S2.normalize(x.detach())
-    acc = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device) if with_divergence else None
+    acc = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device) if with_divergence else None
     for i in range(len(grid) - 1):
         t, h = grid[i], grid[i + 1] - grid[i]
         if method == "euler":
@@ -96,7 +104,7 @@ def odeint(field: Field, x: torch.Tensor, t0: float = 0.0, t1: float = 1.0, step
             step = (k1 + 2.0 * k2 + 2.0 * k3 + k4 - 0.5 * torch.linalg.cross(k1, k4)) / 6.0
             y_next = S2.rotate(y, step)
             dsum = h * (d1 + 2.0 * d2 + 2.0 * d3 + d4) / 6.0 if with_divergence else None
-        y = S2.normalize(y_next)
+        y = y_next  # rotate() returns unit vectors already
         if with_divergence:
             acc = acc + dsum
     return y, acc
