@@ -43,6 +43,47 @@ def test_simulated_examples_are_located_and_consistent() -> None:
     assert all(parse_completion(r["completion"]) for r in sft_records(ex, TrainConfig()))
 
 
+def test_simulated_atoms_come_from_the_engines_builders() -> None:
+    """Evidence, names and groups read like a real extraction (the engines' own builders),
+    including OCR junk on texture and false species at low confidence."""
+    junk = simulate(12, seed=5, cfg=SimConfig(p_photo=1.0, p_no_text=0.0, p_junk_text=1.0,
+                                              p_gps=0.0, p_time_zone=0.0))
+    for e in junk:
+        texts = [a for a in e.atoms if a.kind == "text"]
+        assert len(texts) == 1 and texts[0].evidence.startswith("text read: '")
+        assert texts[0].likelihood is None
+    audio = simulate(12, seed=6, cfg=SimConfig(p_photo=0.0, p_audio=1.0, p_species=1.0,
+                                               p_hum=0.0, p_speech=0.0))
+    species = [a for e in audio for a in e.atoms if a.kind == "species"]
+    assert species and all(a.group.startswith("species:") and "heard at" in a.evidence
+                           and a.likelihood is not None for a in species)
+    assert all("simulated" not in a.evidence for e in junk + audio for a in e.atoms)
+
+
+def test_real_examples_from_an_extract_folder_skip_test_rows(tmp_path, media_dir,
+                                                             manifest) -> None:
+    import csv
+
+    from avgeo.data.extract import run_extract
+    from avgeo.reasoning.reasoner.train import examples_from_extract, load_examples
+
+    photos = [r for r in manifest if r["kind"] == "photo" and r["lat"]][:2]
+    man = tmp_path / "m.csv"
+    with open(man, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "lat", "lon", "split"])
+        for r, split in zip(photos, ("train", "test"), strict=True):
+            w.writerow([str(media_dir / r["file"]), r["lat"], r["lon"], split])
+    run_extract(man, tmp_path / "ex", engines="meta", use_metadata=True, workers=1,
+                progress=False)
+    ex = examples_from_extract(tmp_path / "ex", log=lambda s: None)
+    assert [e.source for e in ex] == [str(media_dir / photos[0]["file"])]
+    assert ex[0].atoms and ex[0].truth.lat == pytest.approx(float(photos[0]["lat"]))
+    mixed = load_examples("sim:6", 0, 0, TrainConfig(real=str(tmp_path / "ex"), real_repeat=2),
+                          log=lambda s: None)
+    assert len(mixed) == 8 and sum(e.source != "sim" for e in mixed) == 2
+
+
 def test_hum_atoms_follow_the_country_grid() -> None:
     cfg = SimConfig(p_audio=1.0, p_photo=0.0, p_hum=1.0, p_hum_wrong=0.0)
     ex = simulate(40, seed=11, cfg=cfg)
@@ -63,12 +104,16 @@ def test_evaluate_counts_malformed_as_max_error() -> None:
     assert s.parse_rate == 0.5 and s.median_error_km == pytest.approx(MAX_ERROR_KM / 2)
 
 
+@pytest.mark.slow
 def test_tiny_sft_then_grpo_run_writes_policy_and_resumes(tmp_path) -> None:
     cfg = TrainConfig(n_train=48, n_heldout=8, sft_steps=3, grpo_steps=2, batch_size=8,
                       num_generations=4, prompts_per_step=2, max_completion_tokens=24,
                       save_steps=2,
                       policy=PolicyConfig(vocab_size=400, hidden_size=32, intermediate_size=64,
-                                          num_layers=1, num_heads=2))
+                                          num_layers=1, num_heads=2),
+                      # little scene text: language ID loads models, which this test of the
+                      # training mechanics does not need
+                      sim=SimConfig(p_no_text=0.6, p_junk_text=0.35))
     rep = train_reasoner("sim", tmp_path, cfg, log=lambda s: None)
     for stage in ("untrained", "sft", "grpo"):
         assert 0.0 <= rep[stage]["parse_rate"] <= 1.0
@@ -78,11 +123,47 @@ def test_tiny_sft_then_grpo_run_writes_policy_and_resumes(tmp_path) -> None:
     assert header["stage"] == "grpo" and len(tok) <= 400 + 8
     assert json.loads((tmp_path / "report.json").read_text())["n_train"] == 48
     assert any(p.name.startswith("checkpoint-") for p in (tmp_path / "grpo").iterdir())
+    # the shared core's metrics log (one per stage) and the run's config record
+    from avgeo.training import read_metrics
+
+    grpo_rows = read_metrics(tmp_path / "run" / "grpo")
+    assert [r["step"] for r in grpo_rows if "reward" in r] == [1, 2]
+    assert [r["reward"] for r in grpo_rows if "reward" in r] == pytest.approx(rewards)
+    assert any("loss" in r for r in read_metrics(tmp_path / "run" / "sft"))
+    rec = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert rec["schema_version"] == 1 and rec["reasoner"]["grpo_steps"] == 2
     # resume: SFT is not redone, GRPO continues to more steps from its checkpoint
     cfg.grpo_steps = 3
     rep2 = train_reasoner("sim", tmp_path, cfg, resume=True, log=lambda s: None)
     assert "untrained" not in rep2
     assert max(h.get("step", 0) for h in rep2["grpo_history"]) == 3
+    # the resumed log keeps the rows up to the checkpoint (step 2) and goes on from there
+    steps = [r["step"] for r in read_metrics(tmp_path / "run" / "grpo") if "reward" in r]
+    assert steps == [1, 2, 3]
+
+
+def test_cli_config_file_round_trip_and_refused_run_settings(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from avgeo.cli import _register, app
+    from avgeo.errors import ConfigError
+
+    _register()
+    runner = CliRunner()
+    first = tmp_path / "a.toml"
+    res = runner.invoke(app, ["train", "reasoner", "sim", "--hidden", "64", "--set",
+                              "reasoner.prompts_per_step=2", "--save-config", str(first)])
+    assert res.exit_code == 0, res.output
+    again = tmp_path / "b.json"
+    res = runner.invoke(app, ["train", "reasoner", "sim", "--config", str(first),
+                              "--grpo-steps", "7", "--save-config", str(again)])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(again.read_text())
+    assert rec["reasoner"]["policy"]["hidden_size"] == 64
+    assert rec["reasoner"]["prompts_per_step"] == 2 and rec["reasoner"]["grpo_steps"] == 7
+    res = runner.invoke(app, ["train", "reasoner", "sim", "--set", "run.epochs=3",
+                              "--save-config", str(tmp_path / "c.json")])
+    assert isinstance(res.exception, ConfigError) and "reasoner.sft_steps" in res.exception.hint
 
 
 def test_bad_source_is_a_config_error(tmp_path) -> None:

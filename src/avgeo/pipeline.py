@@ -204,8 +204,9 @@ def extract_atoms(path: str | os.PathLike, engines: str | Iterable[str] | None =
     return media, atoms, report, ctx
 
 
-def _run_reasoner(atoms: list[Atom], kind: str, report: Engines):
-    """The learned reasoner's answer, or a skipped-engine note when it cannot run."""
+def _run_reasoner(atoms: list[Atom], kind: str, report: Engines, media=None):
+    """The learned reasoner's answer, or a skipped-engine note when it cannot run. `media`
+    gives a vision-language policy ($AVGEO_REASONER_POLICY) the file's images."""
     from avgeo.prediction import ReasonerAnswer
 
     # Local weights only; never reach for a hub, and keep stderr to one-line errors.
@@ -217,7 +218,7 @@ def _run_reasoner(atoms: list[Atom], kind: str, report: Engines):
         from avgeo.reasoning.reasoner.engine import reason
 
         hf_logging.disable_progress_bar()
-        out = reason(atoms, kind)
+        out = reason(atoms, kind, media=media)
     except ImportError as exc:
         report.skipped.append(SkippedEngine(name="reasoner",
                                             reason=f"not installed ({exc.name or exc})"))
@@ -308,7 +309,7 @@ def locate(source: str | os.PathLike | bytes, engines: str | Iterable[str] | Non
     reasoner_answer = None
     if "reasoner" in parse_engines(engines):
         with timer.stage("reasoner"):
-            reasoner_answer = _run_reasoner(atoms, media.kind, report)
+            reasoner_answer = _run_reasoner(atoms, media.kind, report, media)
 
     order = np.argsort(-support.log_prob)[:HEATMAP_CELLS]
     prob = support.prob

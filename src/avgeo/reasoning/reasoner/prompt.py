@@ -16,8 +16,8 @@ holds no '<' or '>'.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -155,6 +155,19 @@ def render_prompt(atoms: Sequence[Atom], media_kind: str = "unknown",
     return text + "\n" + ANSWER_CUE
 
 
+def render_prompt_within(atoms: Sequence[Atom], media_kind: str, cfg: PromptConfig,
+                         n_tokens: Callable[[str], int], budget: int) -> str:
+    """`render_prompt` with as many atom lines (strongest first) as fit in `budget` tokens:
+    byte-level tokens of non-Latin evidence run to several per character, and a prompt
+    past the policy's positions leaves it no room to answer."""
+    prompt = render_prompt(atoms, media_kind, cfg)
+    k = cfg.max_atoms
+    while k > 0 and n_tokens(prompt) > budget:
+        k -= 1
+        prompt = render_prompt(atoms, media_kind, replace(cfg, max_atoms=k))
+    return prompt
+
+
 @dataclass(frozen=True)
 class Answer:
     """A chain and a point, as the model writes them ('' means unknown)."""
@@ -188,7 +201,7 @@ def think_text(atoms: Sequence[Atom], ans: Answer, max_cues: int = 3) -> str:
         if best.likelihood is None:
             continue
         label = best.name.split(":")[-1]
-        cues.append(f"{best.kind} {_clean(label, 24)}" + (f" x{n}" if n > 1 else ""))
+        cues.append(f"{best.kind} {_clean(label, 18)}" + (f" x{n}" if n > 1 else ""))
         if len(cues) >= max_cues:
             break
     lead = "; ".join(cues) if cues else "no geographic cues, prior only"
