@@ -84,6 +84,28 @@ def test_real_examples_from_an_extract_folder_skip_test_rows(tmp_path, media_dir
     assert len(mixed) == 8 and sum(e.source != "sim" for e in mixed) == 2
 
 
+def test_prior_only_examples_are_thinned_but_evidence_and_real_ones_kept() -> None:
+    from avgeo.atoms import Atom
+    from avgeo.reasoning.likelihood import CountryLikelihood
+    from avgeo.reasoning.reasoner.reward import Truth
+    from avgeo.reasoning.reasoner.simulate import Example
+    from avgeo.reasoning.reasoner.train import _thin_prior_only
+
+    t = Truth(35.0, 139.0, "AS", "JP")
+    lang = Atom("language:ja", "ocr", "language", "text is Japanese", 0.9,
+                likelihood=CountryLikelihood({"JP": 1.0}))
+    junk = Atom("text", "ocr", "text", "text read: 'jh'", 0.8)
+    ex = ([Example([lang], "photo", t) for _ in range(50)]
+          + [Example([junk], "photo", t) for _ in range(400)]
+          + [Example([junk], "photo", t, source="/data/a.jpg") for _ in range(5)])
+    kept = _thin_prior_only(ex, TrainConfig(prior_only_keep=0.25), log=lambda s: None)
+    n_prior = sum(e.atoms == [junk] and e.source == "sim" for e in kept)
+    assert sum(e.atoms == [lang] for e in kept) == 50
+    assert sum(e.source != "sim" for e in kept) == 5
+    assert 60 <= n_prior <= 140  # about a quarter of 400
+    assert _thin_prior_only(ex, TrainConfig(), log=lambda s: None) == ex
+
+
 def test_hum_atoms_follow_the_country_grid() -> None:
     cfg = SimConfig(p_audio=1.0, p_photo=0.0, p_hum=1.0, p_hum_wrong=0.0)
     ex = simulate(40, seed=11, cfg=cfg)

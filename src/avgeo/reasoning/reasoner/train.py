@@ -70,6 +70,11 @@ class TrainConfig:
     real: str = ""
     #: How many times each real example is repeated among the simulated ones.
     real_repeat: int = 1
+    #: Fraction of training examples without any geographic atom that are kept (the
+    #: held-out set keeps them all). Their answer is the prior's whatever the prompt says,
+    #: so they teach little beyond one default chain, yet in a realistic mix they are a
+    #: third of the data and crowd out the examples where evidence must be read.
+    prior_only_keep: float = 1.0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
@@ -485,6 +490,21 @@ def _start_run(cfg: TrainConfig, run, out: Path, source: str, callbacks: Sequenc
             [*extra, metrics_callback(run_dir / "grpo", run.tensorboard)], run)
 
 
+def _thin_prior_only(examples: list[Example], cfg: TrainConfig,
+                     log: Callable[[str], None]) -> list[Example]:
+    """Keep `cfg.prior_only_keep` of the examples that carry no geographic atom (a fixed
+    draw per seed; real examples are always kept)."""
+    if cfg.prior_only_keep >= 1.0:
+        return examples
+    rng = np.random.default_rng(cfg.seed + 20_000)
+    out = [e for e in examples
+           if e.source != "sim" or any(a.likelihood is not None for a in e.atoms)
+           or rng.random() < cfg.prior_only_keep]
+    log(f"kept {len(out)} of {len(examples)} examples "
+        f"({cfg.prior_only_keep:.0%} of those without geographic atoms)")
+    return out
+
+
 def _heldout(cfg: TrainConfig) -> list[Example]:
     return simulate(cfg.n_heldout, seed=cfg.seed + 10_000, cfg=cfg.sim) \
         if cfg.n_heldout > 0 else []
@@ -514,7 +534,8 @@ def train_reasoner(source: str, out_dir: str | Path, cfg: TrainConfig | None = N
     if cfg.vlm:
         return train_vlm_reasoner(source, out, cfg, resume, log, (sft_cb, grpo_cb), run)
     log(f"examples from {source}")
-    train_ex = load_examples(source, cfg.n_train, cfg.seed, cfg, log)
+    train_ex = _thin_prior_only(load_examples(source, cfg.n_train, cfg.seed, cfg, log), cfg,
+                                log)
     if not train_ex:
         raise ConfigError(f"no located examples in {source}", "check the manifest's lat/lon")
     held = _heldout(cfg)
@@ -587,7 +608,8 @@ def train_vlm_reasoner(source: str, out_dir: str | Path, cfg: TrainConfig,
     sft_cb, grpo_cb = callbacks
     grad_clip = run.grad_clip if run is not None else 1.0
     log(f"examples from {source}; vision-language model {base}")
-    train_ex = load_examples(source, cfg.n_train, cfg.seed, cfg, log)
+    train_ex = _thin_prior_only(load_examples(source, cfg.n_train, cfg.seed, cfg, log), cfg,
+                                log)
     if not train_ex:
         raise ConfigError(f"no located examples in {source}", "check the manifest's lat/lon")
     held = _heldout(cfg)
