@@ -215,7 +215,7 @@ def main() -> None:
                 return lik.log_map(grid)
 
             w, cp, _ = _best(absence, args.repeats)
-            print(_row("absence map (opt-in; not in total)", dur, w, cp))
+            print(_row("absence map (only past the effort gate; not in total)", dur, w, cp))
         print(_row("whole audio path", dur, totals_w, totals_c))
         assert np.isfinite(totals_w)
     if args.evidence:

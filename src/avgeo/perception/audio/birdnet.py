@@ -338,8 +338,8 @@ class BirdNetEngine:
     Options (ctx.options): birdnet_overlap_s (0), birdnet_min_conf (0.1, BirdNET's default),
     birdnet_sensitivity (1.0), birdnet_week (0 = year-round; default from the capture
     date), birdnet_range_res (2), speech_segments [(start_s, end_s), …] to skip speech,
-    birdnet_absence (absence evidence from rich soundscapes; off unless True or
-    $AVGEO_BIRDNET_ABSENCE=1, see absence.py). It sets birdnet_species_detected (the
+    birdnet_absence (absence evidence from rich soundscapes; on unless False or
+    $AVGEO_BIRDNET_ABSENCE=0, and only for clips past its effort gate, see absence.py). It sets birdnet_species_detected (the
     species labels it found) for the engines after it.
     """
 
