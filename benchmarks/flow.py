@@ -16,7 +16,7 @@ import time
 import torch
 
 from avgeo.precision import manifold as S2
-from avgeo.precision.model import bf16_gemm_available
+from avgeo.precision.model import bf16_gemm_available, resolve_gemm_dtype
 from avgeo.precision.path import GeodesicPath
 from avgeo.precision.solver import odeint
 from avgeo.precision.train import load_flow
@@ -53,7 +53,8 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# {sys.executable} benchmarks/flow.py  (torch {torch.__version__}, threads "
           f"{torch.get_num_threads()}, load avg {load:.1f}, bf16 GEMM in hardware: "
-          f"{bf16_gemm_available()})")
+          f"{bf16_gemm_available()}; `avgeo sample --dtype auto` uses "
+          f"{resolve_gemm_dtype('auto') or 'float32'})")
     model, meta = load_flow(default_prior_path())
     cfg = meta["config"]
     print(f"prior: hidden {cfg['hidden']} depth {cfg['depth']} n_freq {cfg['n_freq']} "

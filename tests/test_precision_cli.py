@@ -64,3 +64,31 @@ def test_cli_errors(tmp_path, capsys):
     assert _run(["sample", "--weights", str(tmp_path / "none.pt")]) == 5
     assert _run(["sample", "--out", str(tmp_path / "x.txt")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_sample_dtype_choices(tmp_path):
+    """float32 reproduces the exact sampler; bfloat16 GEMMs move samples by metres, not
+    kilometres; auto is one of the two; an unknown name is a usage error."""
+    from avgeo.precision.model import resolve_gemm_dtype
+    from avgeo.precision.train import load_flow
+    from avgeo.precision.weights import default_prior_path
+
+    def run(dtype):
+        out = tmp_path / f"{dtype}.csv"
+        assert _run(["sample", "--n", "200", "--steps", "8", "--seed", "3", "--dtype", dtype,
+                     "--out", str(out)]) in (0, None)
+        df = pd.read_csv(out)
+        return S2.from_latlon(torch.tensor(df["lat"].values), torch.tensor(df["lon"].values))
+
+    exact, low, auto = run("float32"), run("bfloat16"), run("auto")
+    model, _ = load_flow(default_prior_path())
+    ref = model.sample(200, steps=8, generator=torch.Generator().manual_seed(3)).double()
+    # CSV keeps 6 decimals of a degree (≤ 0.08 km).
+    assert float(S2.dist(exact, ref).max()) * 6371.0 < 0.1
+    d_low = S2.dist(exact, low) * 6371.0
+    assert float(d_low.median()) < 2.0 and float(d_low.max()) < 50.0
+    assert float(d_low.max()) > 0.0  # a different field, not the exact path renamed
+    want = low if resolve_gemm_dtype("auto") is torch.bfloat16 else exact
+    assert torch.equal(auto, want)
+    assert resolve_gemm_dtype("float32") is None and resolve_gemm_dtype(None) is None
+    assert _run(["sample", "--n", "5", "--dtype", "fp8"]) == 2

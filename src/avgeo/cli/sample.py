@@ -21,6 +21,10 @@ def sample_cmd(
     method: str = typer.Option("rk4", "--method", help="euler, midpoint or rk4."),
     guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale."),
     seed: int = typer.Option(0, "--seed"),
+    dtype: str = typer.Option(
+        "auto", "--dtype",
+        help="GEMM precision: auto (bfloat16 where the CPU/GPU has it in hardware: ~2-3x "
+             "faster, samples move by tens of metres), float32 (exact) or bfloat16."),
 ) -> None:
     """Draw N locations from a flow (unconditional, or given a condition)."""
     import torch
@@ -35,6 +39,9 @@ def sample_cmd(
         raise ConfigError(f"--method {method!r}", hint=f"use one of {', '.join(METHODS)}")
     if out is not None and out.suffix.lower() not in (".csv", ".geojson", ".json"):
         raise ConfigError(f"--out {out}: unknown format", hint="use a .csv or .geojson name")
+    from avgeo.precision.model import resolve_gemm_dtype
+
+    gemm = resolve_gemm_dtype(dtype)  # before loading: a bad name fails fast
     model, meta = load_flow(weights or default_prior_path())
     cols = list(meta["config"].get("cond_columns", []))
     c = None
@@ -46,7 +53,8 @@ def sample_cmd(
     elif cols:
         typer.echo("note: no --cond; sampling the unconditional (null-condition) flow", err=True)
     g = torch.Generator().manual_seed(seed)
-    xs = model.sample(n, cond=c, guidance=guidance, steps=steps, method=method, generator=g)
+    xs = model.sample(n, cond=c, guidance=guidance, steps=steps, method=method, generator=g,
+                      gemm_dtype=gemm)
     lat, lon = S2.to_latlon(xs)
     lat_l, lon_l = lat.tolist(), lon.tolist()
     if out is not None and out.suffix.lower() in (".geojson", ".json"):

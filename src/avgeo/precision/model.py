@@ -82,6 +82,32 @@ def bf16_gemm_available() -> bool:
         return False
 
 
+GEMM_DTYPES = ("auto", "float32", "bfloat16")
+
+
+def resolve_gemm_dtype(spec: str | torch.dtype | None,
+                       device: torch.device | str = "cpu") -> torch.dtype | None:
+    """A sampling GEMM precision from a name: "float32" (or None) keeps the network's own,
+    "bfloat16" forces bf16, "auto" picks bf16 where the hardware multiplies it natively (AMX /
+    AVX512-BF16 CPUs, bf16-capable GPUs) and the network's precision elsewhere, where bf16
+    would be emulated and slower."""
+    if spec is None or isinstance(spec, torch.dtype):
+        return spec
+    name = str(spec).lower()
+    if name in ("float32", "fp32", "none", ""):
+        return None
+    if name in ("bfloat16", "bf16"):
+        return torch.bfloat16
+    if name == "auto":
+        if torch.device(device).type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if bf16_gemm_available() else None
+    from avgeo.errors import ConfigError
+
+    raise ConfigError(f"unknown sampling precision {spec!r}",
+                      hint=f"use one of {', '.join(GEMM_DTYPES)}")
+
+
 class InferenceField:
     """A sampling-only evaluation of a VelocityNet: the same function as `net(x, t, cond)` (and
     the guided mix) without autograd, concatenation or per-call allocations.
@@ -303,12 +329,13 @@ class FlowModel(nn.Module):
     def sample(self, n: int, cond: torch.Tensor | None = None, guidance: float = 1.0,
                steps: int = 32, method: str = "rk4", generator: torch.Generator | None = None,
                dtype: torch.dtype = torch.float32,
-               gemm_dtype: torch.dtype | None = None) -> torch.Tensor:
-        """n samples: base draws pushed through the flow. `gemm_dtype=torch.bfloat16` trades
-        exactness for speed (see InferenceField); the default keeps the network's precision."""
+               gemm_dtype: torch.dtype | str | None = None) -> torch.Tensor:
+        """n samples: base draws pushed through the flow. `gemm_dtype=torch.bfloat16` (or
+        "bfloat16", or "auto" where the hardware has bf16 GEMMs) trades exactness for speed
+        (see InferenceField); the default keeps the network's precision."""
         x0 = self.base.sample(n, generator, dtype)
-        x1, _ = odeint(self.inference_field(cond, guidance, gemm_dtype), x0, 0.0, 1.0, steps,
-                       method)
+        cd = resolve_gemm_dtype(gemm_dtype, self.net.freqs.device)
+        x1, _ = odeint(self.inference_field(cond, guidance, cd), x0, 0.0, 1.0, steps, method)
         return x1
 
     def log_prob(self, x: torch.Tensor, cond: torch.Tensor | None = None, guidance: float = 1.0,
