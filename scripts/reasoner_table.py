@@ -5,7 +5,9 @@ the fusion engine's answer.
 
     python scripts/reasoner_table.py OUT_DIR            # reads OUT_DIR/report.json
     python scripts/reasoner_table.py OUT_DIR --reeval 300 --seed 7
-        # re-scores OUT_DIR/sft_policy and OUT_DIR/policy on a fresh held-out set
+        # re-scores fusion, the untrained policy (the run's initialisation: same tokenizer,
+        # size and seed), OUT_DIR/sft_policy and OUT_DIR/policy on one fresh held-out set;
+        # --grpo DIR scores another GRPO policy or a checkpoint (OUT_DIR/grpo/checkpoint-N)
     python scripts/reasoner_table.py OUT_DIR --real EXTRACT_DIR [--policy DIR]
         # per file of an `avgeo extract` folder: the policy's chain vs fusion's country;
         # error and country hit when that folder's manifest carried lat/lon or country
@@ -72,6 +74,71 @@ def real_table(extract_dir: Path, policy_dir: Path | None) -> None:
         print(f"\ncountry right: reasoner {n_hit}/{n_truth}, fusion {n_fus}/{n_truth}")
 
 
+def _metrics_rewards(path: Path) -> list[float]:
+    """GRPO's per-step mean reward from a run's metrics log (a run stopped before it wrote
+    report.json)."""
+    if not path.is_file():
+        return []
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    if "reward" not in df:
+        return []
+    df = df.dropna(subset=["reward"]).drop_duplicates("step", keep="last")
+    return df.sort_values("step")["reward"].astype(float).tolist()
+
+
+def _load_any(d: Path, tok_dir: Path):
+    """A policy folder, or a Trainer checkpoint (no avgeo header) with the SFT tokenizer."""
+    from avgeo.reasoning.reasoner.policy import load_policy
+
+    if (d / "avgeo_reasoner.json").is_file():
+        return load_policy(d)[:2]
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model, tok, _ = load_policy(tok_dir)
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    return model, tok
+
+
+def reeval(out_dir: Path, report: dict, n: int, seed: int, grpo: Path | None) -> dict:
+    """fusion, untrained, sft, grpo scored on one fresh held-out simulated set."""
+    import torch
+
+    from avgeo.reasoning.reasoner.policy import PolicyConfig, build_policy, load_policy
+    from avgeo.reasoning.reasoner.simulate import simulate
+    from avgeo.reasoning.reasoner.train import (
+        TrainConfig,
+        cpu_threads,
+        evaluate_fusion,
+        evaluate_policy,
+    )
+
+    conf = report.get("config", {})
+    cfg = TrainConfig(max_completion_tokens=int(conf.get("max_completion_tokens", 88)))
+    held = simulate(n, seed=seed)
+    stages: dict = {"fusion": asdict(evaluate_fusion(held, cfg))}
+    sft_dir = out_dir / "sft_policy"
+    grpo = grpo or out_dir / "policy"
+    with cpu_threads(cfg.cpu_threads), torch.no_grad():
+        if sft_dir.is_dir():
+            model, tok, _ = load_policy(sft_dir)
+            pol = conf.get("policy") or {
+                "hidden_size": model.config.hidden_size,
+                "intermediate_size": model.config.intermediate_size,
+                "num_layers": model.config.num_hidden_layers,
+                "num_heads": model.config.num_attention_heads,
+                "max_positions": model.config.max_position_embeddings}
+            fresh = build_policy(tok, PolicyConfig(**pol)).eval()
+            stages["untrained"] = asdict(evaluate_policy(fresh, tok, held, cfg))
+            stages["sft"] = asdict(evaluate_policy(model, tok, held, cfg))
+        if grpo.is_dir():
+            model, tok = _load_any(grpo, sft_dir)
+            stages["grpo"] = asdict(evaluate_policy(model, tok, held, cfg))
+    return stages
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir", type=Path)
@@ -80,27 +147,23 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=None, help="an `avgeo extract` folder")
     ap.add_argument("--policy", type=Path, default=None,
                     help="policy for --real (default OUT_DIR/policy)")
+    ap.add_argument("--grpo", type=Path, default=None,
+                    help="with --reeval: the GRPO policy or checkpoint to score "
+                         "(default OUT_DIR/policy)")
     a = ap.parse_args()
     report = json.loads((a.out_dir / "report.json").read_text()) \
         if (a.out_dir / "report.json").is_file() else {}
     stages = {k: report[k] for k in ("fusion", "untrained", "sft", "grpo") if k in report}
     if a.reeval:
-        from avgeo.reasoning.reasoner.policy import load_policy
-        from avgeo.reasoning.reasoner.simulate import simulate
-        from avgeo.reasoning.reasoner.train import TrainConfig, evaluate_policy
-
-        cfg = TrainConfig(max_completion_tokens=88)
-        held = simulate(a.reeval, seed=a.seed)
-        for name, sub in (("sft", "sft_policy"), ("grpo", "policy")):
-            if (a.out_dir / sub).is_dir():
-                model, tok, _ = load_policy(a.out_dir / sub)
-                stages[name] = asdict(evaluate_policy(model, tok, held, cfg))
+        stages = reeval(a.out_dir, report, a.reeval, a.seed, a.grpo)
+        print(f"held-out: {a.reeval} simulated examples, seed {a.seed}\n")
     if stages:
         print("| policy     |    n | parse | reward | median km |  mean km | cont | country |")
         print("|------------|------|-------|--------|-----------|----------|------|---------|")
         for name, r in stages.items():
             print(_row(name, r))
-    hist = [h["reward"] for h in report.get("grpo_history", []) if "reward" in h]
+    hist = [h["reward"] for h in report.get("grpo_history", []) if "reward" in h] \
+        or _metrics_rewards(a.out_dir / "run" / "grpo" / "metrics.csv")
     if hist:
         k = max(1, len(hist) // 5)
         print(f"\nGRPO mean training reward: first {k} steps {np.mean(hist[:k]):.3f}, "

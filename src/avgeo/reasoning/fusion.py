@@ -39,7 +39,7 @@ class FusionWeights:
     @classmethod
     def load(cls, path: str | None = None) -> FusionWeights:
         if path is None:
-            ref = resources.files("avgeo.reasoning").joinpath("weights/fusion_v1.json")
+            ref = resources.files("avgeo.reasoning").joinpath("weights/fusion_v2.json")
             if not ref.is_file():
                 return cls()
             data = json.loads(ref.read_text())

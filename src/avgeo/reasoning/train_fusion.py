@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from avgeo.training.metrics import MetricsLog
 
 
+#: Version written into fitted weights files (2: fitted on simulated examples, see
+#: `sim_examples`; 1 was fitted on media files).
+WEIGHTS_VERSION = 2
+
+
 @dataclass
 class FusionConfig:
     """Settings of `avgeo train fusion` (the `[fusion]` section of a config file)."""
@@ -42,6 +47,10 @@ class FusionConfig:
     l2: float = 0.01
     #: H3 resolution of the grid the NLL is computed on.
     res: int = 3
+    #: Fit on this many simulated examples instead of a manifest (0: use the manifest).
+    sim: int = 0
+    #: Seed of the simulator (`avgeo.reasoning.reasoner.simulate.simulate`).
+    sim_seed: int = 0
 
 
 @dataclass
@@ -76,6 +85,33 @@ def make_example(name: str, atoms: list[Atom], grid: Grid, pool_alpha: float,
     else:
         maps = np.zeros((0, len(grid)))
     return Example(name, maps, [g.engine for g in groups], true_idx)
+
+
+def sim_engine_names(engines: str, use_metadata: bool) -> set[str]:
+    """The atom engines kept from simulated examples, as `extract_atoms` would run them."""
+    from avgeo.pipeline import parse_engines
+
+    names = set(parse_engines(engines))
+    if not use_metadata:
+        names.discard("meta")
+    return names
+
+
+def sim_examples(sims: Sequence, grid: Grid, pool_alpha: float, engines: str = "all",
+                 use_metadata: bool = False, prefix: str = "sim") -> list[Example]:
+    """Training examples from simulated located examples (`simulate.Example`: atoms the
+    engines would report at a place drawn from the photo prior, and that place as truth).
+    Atoms of engines not selected (metadata unless `use_metadata`) are dropped, as the
+    pipeline would not have produced them."""
+    keep = sim_engine_names(engines, use_metadata)
+    out = []
+    for i, s in enumerate(sims):
+        atoms = [a for a in s.atoms if a.engine in keep]
+        ex = make_example(f"{prefix}-{i}", atoms, grid, pool_alpha, lat=s.truth.lat,
+                          lon=s.truth.lon)
+        if ex is not None:
+            out.append(ex)
+    return out
 
 
 def split_heldout(names: Sequence[str], frac: float) -> np.ndarray:
@@ -160,7 +196,7 @@ def fit_weights(examples: list[Example], heldout: np.ndarray, prior: str = "phot
     fitted = FusionWeights(engine_weight={e: round(float(w[i + 1]), 4)
                                           for i, e in enumerate(engines)},
                            default_weight=1.0, pool_alpha=pool_alpha, prior=prior,
-                           prior_weight=round(float(w[0]), 4),
+                           prior_weight=round(float(w[0]), 4), version=WEIGHTS_VERSION,
                            trained_on=trained_on or f"{len(train)} located examples")
     rep = FitReport(len(train), len(test), mean_nll(train, start, lprior),
                     mean_nll(train, fitted, lprior), mean_nll(test, start, lprior),
@@ -169,3 +205,60 @@ def fit_weights(examples: list[Example], heldout: np.ndarray, prior: str = "phot
         metrics.log(iters, train_nll=rep.train_nll_after, heldout_nll=rep.heldout_nll_after,
                     iterations=iters)
     return rep
+
+
+@dataclass
+class Calibration:
+    """How the pipeline's fused posterior does on located examples."""
+
+    n: int
+    #: Share of truths inside the credible region of each level.
+    coverage: dict[float, float]
+    #: Median area of each level's region, km².
+    median_area_km2: dict[float, float]
+    #: Mean NLL of the truth's cell on the coarse grid (the fit's objective), nats.
+    nll: float
+    median_error_km: float
+
+
+def calibration(sims: Sequence, weights: FusionWeights, engines: str = "all",
+                use_metadata: bool = False, levels: Sequence[float] = (0.5, 0.9)
+                ) -> Calibration:
+    """Fuse each simulated example's atoms as `pipeline.locate` does (res-3 posterior refined
+    to res 5 where the mass is) and score its highest-density credible regions (those the
+    pipeline reports), point estimate and coarse-cell NLL against the truth."""
+    import h3.api.numpy_int as h3n
+
+    from avgeo.geo.sphere import haversine_km
+    from avgeo.reasoning import summary
+    from avgeo.reasoning.fusion import fuse
+
+    keep = sim_engine_names(engines, use_metadata)
+    hits = {q: [] for q in levels}
+    areas: dict[float, list[float]] = {q: [] for q in levels}
+    nll, err = [], []
+    for s in sims:
+        atoms = [a for a in s.atoms if a.engine in keep]
+        result = fuse(atoms, weights)
+        support = result.support()
+        lat, lon = float(s.truth.lat), float(s.truth.lon)
+        order = summary.hpd_order(support.log_prob, support.area_km2)
+        # The truth's cell on the mixed support: its fine cell where refined, else coarse.
+        res = {result.coarse.grid.res} | ({result.fine.grid.res} if result.fine else set())
+        mine = np.array([h3n.latlng_to_cell(lat, lon, r) for r in sorted(res)],
+                        dtype=np.uint64)
+        is_truth = np.isin(support.cells, mine)
+        for q in levels:
+            cr = summary.credible_region(support.cells, support.area_km2, support.log_prob, q,
+                                         max_cells_listed=0)
+            hits[q].append(bool(is_truth[order[:cr.n_cells]].any()))
+            areas[q].append(cr.area_km2)
+        ti = result.coarse.grid.locate(lat, lon)
+        nll.append(-float(logsumexp(result.coarse.log_prob[ti])))
+        pe = summary.point_estimate(result.fine or result.coarse, atoms)
+        err.append(float(haversine_km(pe.lat, pe.lon, lat, lon)))
+    n = len(nll)
+    return Calibration(n, {q: float(np.mean(h)) for q, h in hits.items()},
+                       {q: float(np.median(a)) for q, a in areas.items()},
+                       float(np.mean(nll)) if n else float("nan"),
+                       float(np.median(err)) if n else float("nan"))

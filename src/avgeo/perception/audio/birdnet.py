@@ -339,8 +339,9 @@ class BirdNetEngine:
     birdnet_sensitivity (1.0), birdnet_week (0 = year-round; default from the capture
     date), birdnet_range_res (2), speech_segments [(start_s, end_s), …] to skip speech,
     birdnet_absence (absence evidence from rich soundscapes; on unless False or
-    $AVGEO_BIRDNET_ABSENCE=0, and only for clips past its effort gate, see absence.py). It sets birdnet_species_detected (the
-    species labels it found) for the engines after it.
+    $AVGEO_BIRDNET_ABSENCE=0, and only for clips past its effort gate, see absence.py).
+    It sets birdnet_species_detected (the species labels it found) for the engines after
+    it.
     """
 
     name: ClassVar[str] = "birdnet"

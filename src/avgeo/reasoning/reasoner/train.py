@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,15 @@ class TrainConfig:
     #: so they teach little beyond one default chain, yet in a realistic mix they are a
     #: third of the data and crowd out the examples where evidence must be read.
     prior_only_keep: float = 1.0
+    #: torch CPU threads while a run trains and evaluates (0 keeps torch's default). One
+    #: suits the small policy on a shared CPU: on the 2-core development machine with other
+    #: jobs running, two threads made each GRPO step about 3x slower (the threads wait on
+    #: each other) for matrices this small. Ignored when a GPU trains.
+    cpu_threads: int = 1
+    #: Key/value cache of GRPO's sampling: 'static' preallocates it instead of growing it
+    #: one token at a time (same samples, less copying on CPU), 'dynamic' grows it, 'auto'
+    #: is static for the small policy and the model's default for a vision-language one.
+    generation_cache: str = "auto"
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
@@ -409,6 +419,29 @@ def run_sft(model, processing_class, records: list[dict], out_dir: Path, cfg: Tr
     return trainer.model, trainer.state.log_history
 
 
+def _cache_implementation(cfg: TrainConfig) -> str | None:
+    if cfg.generation_cache == "auto":
+        return None if cfg.vlm else "static"
+    return None if cfg.generation_cache == "dynamic" else cfg.generation_cache
+
+
+@contextmanager
+def cpu_threads(n: int):
+    """torch's intra-op thread count set to `n` for the block (n <= 0, or a GPU present:
+    left alone), restored afterwards."""
+    import torch
+
+    if n <= 0 or torch.cuda.is_available():
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def run_grpo(model_dir: Path, processing_class, records: list[dict], out_dir: Path,
              cfg: TrainConfig, resume: bool = False, callbacks: Sequence | None = None,
              grad_clip: float = 1.0):
@@ -429,7 +462,8 @@ def run_grpo(model_dir: Path, processing_class, records: list[dict], out_dir: Pa
         save_total_limit=2, report_to="none", seed=cfg.seed, disable_tqdm=True,
         top_k=0, top_p=1.0, remove_unused_columns=False, dataloader_num_workers=0,
         gradient_checkpointing=_checkpointing(cfg), max_grad_norm=grad_clip,
-        loss_type="grpo", bf16=_bf16_ok(), model_init_kwargs=init)
+        loss_type="grpo", bf16=_bf16_ok(), model_init_kwargs=init,
+        cache_implementation=_cache_implementation(cfg))
     reward_fn = make_reward_func(cfg.reward)
     # A path, not a module: the trainer loads the frozen KL reference from the same place.
     trainer = GRPOTrainer(model=str(model_dir), reward_funcs=[reward_fn], args=args,
@@ -518,6 +552,25 @@ def train_reasoner(source: str, out_dir: str | Path, cfg: TrainConfig | None = N
     (default OUT/run). `run`: the shared core's `TrainerConfig` (run_dir, tensorboard,
     deterministic, grad_clip); TRL runs its own loop, so its other settings do not apply.
     `callbacks`: more transformers TrainerCallbacks, given to both trainers."""
+    cfg = cfg or TrainConfig()
+    if cfg.sft_target not in ("truth", "fusion"):
+        raise ConfigError(f"sft_target {cfg.sft_target!r}", "use truth or fusion")
+    _check_cache(cfg)
+    with cpu_threads(cfg.cpu_threads):
+        return _train_reasoner(source, out_dir, cfg, resume, log, callbacks, run)
+
+
+def _check_cache(cfg: TrainConfig) -> None:
+    from transformers.generation.configuration_utils import ALL_CACHE_IMPLEMENTATIONS
+
+    ok = ("auto", "dynamic", *ALL_CACHE_IMPLEMENTATIONS)
+    if cfg.generation_cache not in ok:
+        raise ConfigError(f"generation_cache {cfg.generation_cache!r}",
+                          f"use one of {', '.join(sorted(set(ok)))}")
+
+
+def _train_reasoner(source: str, out_dir: str | Path, cfg: TrainConfig, resume: bool,
+                    log: Callable[[str], None], callbacks: Sequence | None, run) -> dict:
     from avgeo.reasoning.reasoner.policy import (
         build_policy,
         load_policy,
@@ -525,9 +578,6 @@ def train_reasoner(source: str, out_dir: str | Path, cfg: TrainConfig | None = N
         train_tokenizer,
     )
 
-    cfg = cfg or TrainConfig()
-    if cfg.sft_target not in ("truth", "fusion"):
-        raise ConfigError(f"sft_target {cfg.sft_target!r}", "use truth or fusion")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sft_cb, grpo_cb, run = _start_run(cfg, run, out, source, callbacks)
