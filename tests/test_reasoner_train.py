@@ -193,3 +193,21 @@ def test_bad_source_is_a_config_error(tmp_path) -> None:
 
     with pytest.raises(ConfigError):
         train_reasoner(str(tmp_path / "nope.csv"), tmp_path, TrainConfig(n_heldout=0))
+
+
+def test_cpu_threads_and_generation_cache_settings(tmp_path) -> None:
+    import torch
+
+    from avgeo.errors import ConfigError
+    from avgeo.reasoning.reasoner.train import _cache_implementation, cpu_threads
+
+    with pytest.raises(ConfigError) as exc:
+        train_reasoner("sim", tmp_path, TrainConfig(generation_cache="bogus", n_heldout=0))
+    assert "static" in exc.value.hint
+    assert _cache_implementation(TrainConfig()) == "static"
+    assert _cache_implementation(TrainConfig(vlm="/some/vlm")) is None
+    assert _cache_implementation(TrainConfig(generation_cache="dynamic")) is None
+    before = torch.get_num_threads()
+    with cpu_threads(1):
+        assert torch.get_num_threads() == 1 or torch.cuda.is_available()
+    assert torch.get_num_threads() == before
