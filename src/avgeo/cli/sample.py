@@ -23,7 +23,7 @@ def sample_cmd(
     seed: int = typer.Option(0, "--seed"),
     dtype: str = typer.Option(
         "auto", "--dtype",
-        help="GEMM precision: auto (bfloat16 where the CPU/GPU has it in hardware: ~2-3x "
+        help="GEMM precision: auto (bfloat16 where the CPU/GPU has it in hardware: ~1.5x "
              "faster, samples move by tens of metres), float32 (exact) or bfloat16."),
 ) -> None:
     """Draw N locations from a flow (unconditional, or given a condition)."""
