@@ -325,13 +325,14 @@ def simulate_absence(n_sims: int, seed: int = 0) -> None:
     """No shared truths: a random land cell of the range model is the truth, the heard set
     is drawn from its own community (chance ∝ occurrence, 25 % swapped for random species
     in the noisy run), and presence (the species maps) is compared with presence + absence
-    at effort 1, both at the shipped birdnet weight of 1.8."""
+    at effort 1, both at the shipped fusion weights' birdnet weight."""
     import numpy as np
 
     from avgeo.geo import regions
     from avgeo.geo.sphere import haversine_km
     from avgeo.perception.audio import absence as ab
     from avgeo.perception.audio import species_range as sr
+    from avgeo.reasoning.fusion import FusionWeights
 
     t = sr.range_table(sr.YEAR_ROUND)
     typ = ab.typical_sets(sr.YEAR_ROUND)
@@ -342,7 +343,9 @@ def simulate_absence(n_sims: int, seed: int = 0) -> None:
     cell_of = t.cell_pos.astype(np.int64)
     land = np.asarray(regions.cell_countries(g)).astype(str) != ""
     cand = np.flatnonzero(land & (typ.pad == 0))
-    print(f"\n## absence evidence, simulated ({n_sims} random land cells per row, seed {seed})")
+    w = FusionWeights.load().engine_weight.get("birdnet", 1.0)
+    print(f"\n## absence evidence, simulated ({n_sims} random land cells per row, seed {seed}, "
+          f"birdnet weight {w})")
     for n_heard, fp in ((4, 0.0), (8, 0.0), (8, 0.25)):
         rng = np.random.default_rng(seed)
         out = {"presence": [], "presence+absence": []}
@@ -355,7 +358,7 @@ def simulate_absence(n_sims: int, seed: int = 0) -> None:
                 heard[i] = int(rng.integers(n_sp))
             pres = sum(np.log(sr.DEFAULT_EPS + t.dense(s)) for s in set(heard))
             absn = ab.bounded(ab.log_penalty(typ, set(heard), ab.D_MAX))
-            for key, logl in (("presence", 1.8 * pres), ("presence+absence", 1.8 * (pres + absn))):
+            for key, logl in (("presence", w * pres), ("presence+absence", w * (pres + absn))):
                 lp = logl - np.logaddexp.reduce(logl)
                 j = int(np.argmax(logl))
                 out[key].append((int((logl > logl[x]).sum()) + 1, lp[x],

@@ -28,8 +28,9 @@ THETA = 0.5
 #: rarely sing); 0.3 is deliberately low, so that a miss costs little.
 D_MAX = 0.3
 #: Bound on what the absence map can say between any two cells, in nats, before fusion's
-#: engine weight (≈ 1.8 for birdnet). Species atoms move cells by ≈ 4.6 nats each, so one
-#: clip's absences can reorder neighbours but never exclude a continent.
+#: engine weight (0.87 for birdnet in the shipped fusion_v2). Species atoms move cells by
+#: ≈ 4.6 nats each, so one clip's absences can reorder neighbours but never exclude a
+#: continent.
 CAP_NATS = 1.0
 #: The clip must be a soundscape that could have sampled the local community: effort
 #: ramps from 0 at T_MIN to 1 at T_FULL seconds of analysed (non-silent, non-speech)
@@ -43,12 +44,13 @@ ENV_SWITCH = "AVGEO_BIRDNET_ABSENCE"
 #: On by default, behind the effort gate. No shared clip passes the gate (the longest, 72 s,
 #: has 3 confident species), so there it changes nothing. On 200 simulated clips per
 #: setting (`benchmarks/audio.py --evidence`: random land cell as truth, species drawn from
-#: its own community) it raised the mean log-probability of the true cell in every setting
-#: (4 heard: −5.614 → −5.608; 8 heard: −5.498 → −5.480; 8 heard, 25 % false: −6.055 →
-#: −6.050) and cut the median error of the top cell in two of three (1,915 → 1,768 km;
-#: 1,093 → 1,094; 1,585 → 1,433): small, as weak evidence should be, and not a loss on the
-#: proper score. Per run it helps the true cell in only 32–42 % of runs; the gains are larger
-#: than the losses. Turn it off with birdnet_absence=False or AVGEO_BIRDNET_ABSENCE=0.
+#: its own community, the shipped birdnet weight 0.868) it raised the mean log-probability
+#: of the true cell in every setting (4 heard: −5.135 → −5.125; 8 heard: −4.587 → −4.574;
+#: 8 heard, 25 % false: −4.986 → −4.978) and cut the median error of the top cell in two of
+#: three (1,915 → 1,768 km; 1,093 → 1,094; 1,585 → 1,433): small, as weak evidence should
+#: be, and not a loss on the proper score. It helps the true cell in only 32–44 % of runs;
+#: the gains are larger than the losses. Turn it off with birdnet_absence=False or
+#: AVGEO_BIRDNET_ABSENCE=0.
 DEFAULT_ON = True
 
 
