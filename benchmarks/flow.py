@@ -83,6 +83,16 @@ def main() -> None:
           f"bf16 vs fast: median {float(d_low.median()) * 1000:.0f} m, "
           f"p99 {float(d_low.quantile(0.99)) * 1000:.0f} m, max {float(d_low.max()) * 1000:.0f} m;"
           f" for scale, {STEPS // 2} vs {STEPS} rk4 steps: max {float(d_half.max()) * 1000:.1f} m")
+    # Integration error of each solver at STEPS (float32 fast path, and bf16 GEMMs) against a
+    # 256-step RK4 solve of the same draws: what a cheaper solver or precision costs.
+    truth = odeint(model.inference_field(), x0, steps=256)[0]
+    parts = []
+    for method in ("rk4", "midpoint", "euler"):
+        for tag, dt in (("", None), (" bf16", bf16)):
+            d = km(truth, odeint(model.inference_field(gemm_dtype=dt), x0, 0.0, 1.0, STEPS,
+                                 method)[0]) * 1000
+            parts.append(f"{method}{tag} {float(d.median()):.0f}/{float(d.max()):.0f}")
+    print(f"error vs 256-step rk4, median/max m: {'; '.join(parts)}")
     t0 = time.perf_counter()
     model.log_prob(fast, steps=STEPS)
     s = time.perf_counter() - t0
