@@ -77,9 +77,10 @@ class TrainConfig:
     #: third of the data and crowd out the examples where evidence must be read.
     prior_only_keep: float = 1.0
     #: torch CPU threads while a run trains and evaluates (0 keeps torch's default). One
-    #: suits the small policy on a shared CPU: on the 2-core development machine with other
-    #: jobs running, two threads made each GRPO step about 3x slower (the threads wait on
-    #: each other) for matrices this small. Ignored when a GPU trains.
+    #: suits the small policy on a shared CPU: its matrices are too small for threads to
+    #: gain, and with other jobs running they wait on each other. With one thread and a
+    #: static cache a GRPO step took 9.2 s (median of 80, one other job on the 2-core
+    #: machine). Ignored when a GPU trains.
     cpu_threads: int = 1
     #: Key/value cache of GRPO's sampling: 'static' preallocates it instead of growing it
     #: one token at a time (same samples, less copying on CPU), 'dynamic' grows it, 'auto'
