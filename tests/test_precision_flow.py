@@ -100,12 +100,14 @@ def test_sample_uses_fast_path_with_generic_results():
     for method in ("euler", "midpoint", "rk4"):
         a, _ = odeint(model.field(), x0, steps=12, method=method)
         b, _ = odeint(model.inference_field(), x0, steps=12, method=method)
-        assert float(S2.dist(a.double(), b.double()).max()) < 1e-5, method
+        assert float(S2.dist(a.double(), b.double()).max()) < 5e-5, method
         assert not b.is_inference()  # callers get an ordinary tensor
     s1 = model.sample(400, steps=12, generator=torch.Generator().manual_seed(10))
     base = model.base.sample(400, torch.Generator().manual_seed(10))
     s2, _ = odeint(model.field(), base, steps=12)
-    assert float(S2.dist(s1.double(), s2.double()).max()) < 1e-5
+    # float32 rounding, amplified over 12 steps of a fast random field, differs with the
+    # CPU's kernels: 1e-5 rad held on one sandbox type, 1.04e-5 on another.
+    assert float(S2.dist(s1.double(), s2.double()).max()) < 5e-5
 
 
 @pytest.fixture(scope="module")

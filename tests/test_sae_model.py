@@ -123,17 +123,20 @@ def _small_planted():
 
 def test_shared_loop_port_matches_pre_port_numbers():
     # Produced by the pre-port SAE trainer (commit e15c0a7) for these settings, one thread.
+    # rel 1e-6, not exact: another CPU's float kernels move the last digits (~1e-8 relative
+    # on a second sandbox type), while a port that changed the batches or the maths moves
+    # them by orders of magnitude more.
     tc = TrainConfig(epochs=3, lr=2e-3, batch_size=64, holdout=0.2, block_s=10)
     r = train_sae(_small_planted(), SaeConfig(d_in=32, n_latents=64, k=3, aux_k=16), tc)
     assert r.stats["steps"] == 63
-    assert r.stats["r2"] == pytest.approx(0.4304549168463916, rel=1e-9)
+    assert r.stats["r2"] == pytest.approx(0.4304549168463916, rel=1e-6)
     assert [h["loss"] for h in r.history] == pytest.approx(
-        [0.6659917065075466, 0.6013791873341515, 0.5615973813193185], rel=1e-9)
+        [0.6659917065075466, 0.6013791873341515, 0.5615973813193185], rel=1e-6)
     moe = train_sae(_small_planted(), SaeConfig(d_in=32, n_latents=64, k=3, aux_k=16,
                                                 experts=2, ar=True), tc)
-    assert moe.stats["r2"] == pytest.approx(0.38929886988052975, rel=1e-9)
+    assert moe.stats["r2"] == pytest.approx(0.38929886988052975, rel=1e-6)
     assert [h["balance"] for h in moe.history] == pytest.approx(
-        [1.9488555533545358, 1.8009639637810844, 1.8960386628196353], rel=1e-9)
+        [1.9488555533545358, 1.8009639637810844, 1.8960386628196353], rel=1e-6)
 
 
 def test_resume_mid_epoch_equals_straight_run(tmp_path):

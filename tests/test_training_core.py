@@ -333,14 +333,15 @@ def _sphere(n: int = 256) -> torch.Tensor:
 
 
 def test_flow_port_matches_pre_port_numbers():
-    # Printed by the pre-port train_flow (commit e15c0a7) for this config, one thread.
+    # Printed by the pre-port train_flow (commit e15c0a7) for this config, one thread. The
+    # weight sum to 1e-6 relative: another CPU's float kernels move its last digits.
     lines: list[str] = []
     model = train_flow(_sphere(), cfg=FlowConfig(**FLOW), log=lines.append)
     assert [ln.rsplit(" ", 1)[0] for ln in lines] == [
         "epoch 1/3 step 4 loss 2.8611 lr 1.81e-03", "epoch 2/3 step 8 loss 2.7685 lr 6.91e-04",
         "epoch 3/3 step 12 loss 2.9890 lr 0.00e+00"]
     total = sum(float(v.double().sum()) for v in model.net.state_dict().values())
-    assert total == pytest.approx(43.99226808846197, rel=1e-9)
+    assert total == pytest.approx(43.99226808846197, rel=1e-6)
 
 
 def test_flow_resume_mid_epoch_equals_straight_run(tmp_path):
