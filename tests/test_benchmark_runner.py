@@ -115,3 +115,24 @@ def test_flow_and_reasoner_methods_are_scored(cli, media_dir, manifest, tmp_path
     for name in ("fusion", "fusion+flow", "reasoner"):
         assert methods[name].get("status", "ok") != "not available", methods[name]
         assert methods[name]["distance"]["n"] == 2
+
+
+def test_a_row_without_an_answer_scores_the_worst_error_and_misses():
+    """An unparsable reasoner chain (NaN point) must not crash the scoring: its row counts
+    as half the Earth's circumference away and misses every level."""
+    import math
+
+    from avgeo.eval.benchmark import score
+
+    half = math.pi * 6371.0088
+    base = {"true_lat": 47.6, "true_lon": -122.3, "true_country": "US", "true_admin1": "",
+            "pred_continent": "", "pred_country": "", "pred_country_probability": math.nan,
+            "n_atoms": 1}
+    rows = [{**base, "method": "reasoner", "row": 0, "file": "a", "pred_lat": 47.61,
+             "pred_lon": -122.33, "error_km": 2.6, "pred_country": "US"},
+            {**base, "method": "reasoner", "row": 1, "file": "b", "pred_lat": math.nan,
+             "pred_lon": math.nan, "error_km": half}]
+    out = score(rows)
+    assert out["distance"]["n"] == 2 and out["n_no_answer"] == 1
+    assert out["distance"]["mean_km"] == pytest.approx((2.6 + half) / 2)
+    assert out["hierarchical"]["acc"]["country"] == pytest.approx(0.5)

@@ -35,8 +35,8 @@ from avgeo.errors import ConfigError
 from avgeo.eval.metrics import (
     THRESHOLD_NAMES,
     coverage,
-    distance_metrics,
     hierarchical_accuracy,
+    metrics_from_errors,
     threshold_key,
 )
 
@@ -200,14 +200,21 @@ def score(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return out
     loc = df[np.isfinite(df["true_lat"].astype(float)) & np.isfinite(df["true_lon"].astype(float))]
     if len(loc):
-        dm = distance_metrics(loc["pred_lat"], loc["pred_lon"], loc["true_lat"], loc["true_lon"])
-        out["distance"] = dm.to_dict()
+        # The rows' own errors: a method with no answer for a row (an unparsable reasoner
+        # chain) scores the worst possible error there instead of a NaN.
+        out["distance"] = metrics_from_errors(loc["error_km"].astype(float)).to_dict()
+        out["n_no_answer"] = int((~(np.isfinite(loc["pred_lat"].astype(float))
+                                    & np.isfinite(loc["pred_lon"].astype(float)))).sum())
     has_c = df[df["true_country"].astype(str).str.strip() != ""]
     if len(has_c):
         from avgeo.geo.regions import chain_of_region, continent_of
 
-        pred = chain_of_region(has_c["pred_lat"].to_numpy(float),
-                               has_c["pred_lon"].to_numpy(float))
+        plat, plon = has_c["pred_lat"].to_numpy(float), has_c["pred_lon"].to_numpy(float)
+        ok = np.isfinite(plat) & np.isfinite(plon)
+        found = chain_of_region(plat[ok], plon[ok])
+        # Rows without an answer miss every level.
+        pred = pd.DataFrame("", index=range(len(has_c)), columns=found.columns, dtype=object)
+        pred.loc[np.flatnonzero(ok)] = found.to_numpy(dtype=object)
         tc = has_c["true_country"].astype(str).str.upper().to_numpy()
         true = pd.DataFrame({"continent_code": np.asarray(continent_of(tc)).astype(object),
                              "country_code": tc.astype(object),
