@@ -105,18 +105,6 @@ def credible_hit(cells: Sequence[str], n_cells: int, lat: float, lon: float) -> 
     return None if n_cells > len(listed) else False
 
 
-def _point_in_cells(cells: np.ndarray, lat: float, lon: float) -> bool:
-    """Is the point inside one of these H3 cells (uint64, any mix of resolutions)?"""
-    import h3.api.numpy_int as h3n
-
-    cells = np.asarray(cells, dtype=np.uint64)
-    if not cells.size:
-        return False
-    res = np.array([h3n.get_resolution(c) for c in np.unique(cells)])
-    return any(np.isin(np.uint64(h3n.latlng_to_cell(lat, lon, int(r))), cells)
-               for r in np.unique(res))
-
-
 def summarise(atoms: list, weights=None) -> Summary:
     """Fuse `atoms` and read the posterior as `pipeline.locate` does (point estimate,
     credible regions with their full cell sets, chain of region)."""
@@ -126,13 +114,10 @@ def summarise(atoms: list, weights=None) -> Summary:
     result = fuse(atoms, weights)
     support = result.support()
     pe = summary.point_estimate(result.fine or result.coarse, atoms)
-    n_cells, area, sets = {}, {}, {}
-    order = summary.hpd_order(support.log_prob, support.area_km2)
-    for q in LEVELS:
-        cr = summary.credible_region(support.cells, support.area_km2, support.log_prob, q,
-                                     max_cells_listed=0)
-        n_cells[q], area[q] = cr.n_cells, cr.area_km2
-        sets[q] = np.sort(support.cells[order[:cr.n_cells]])
+    regions = summary.credible_sets(support.cells, support.area_km2, support.log_prob, LEVELS)
+    n_cells = {q: cr.n_cells for q, (cr, _cells) in regions.items()}
+    area = {q: cr.area_km2 for q, (cr, _cells) in regions.items()}
+    sets = {q: cells for q, (_cr, cells) in regions.items()}
     from avgeo.pipeline import read_chain
 
     _labels, chain_items = read_chain(result, support, pe)
@@ -163,9 +148,11 @@ def _reasoner_summary(atoms: list, fused: Summary) -> Summary:
 
 def credible_hits(s: Summary, lat: float, lon: float) -> dict[float, bool | None]:
     """Per level, whether the point lies in the credible region (None without a point)."""
+    from avgeo.reasoning.summary import point_in_cells
+
     if not (math.isfinite(lat) and math.isfinite(lon)):
         return dict.fromkeys(LEVELS)
-    return {q: None if s.cred_cells.get(q) is None else _point_in_cells(s.cred_cells[q], lat, lon)
+    return {q: None if s.cred_cells.get(q) is None else point_in_cells(s.cred_cells[q], lat, lon)
             for q in LEVELS}
 
 

@@ -52,6 +52,28 @@ def credible_region(cells: np.ndarray, area_km2: np.ndarray, log_prob: np.ndarra
                           cells=[cell_to_str(c) for c in cells[sel[:max_cells_listed]]])
 
 
+def credible_sets(cells: np.ndarray, area_km2: np.ndarray, log_prob: np.ndarray,
+                  levels) -> dict[float, tuple[CredibleRegion, np.ndarray]]:
+    """Per level, the credible region (no cells listed) and its full cell set, sorted
+    (uint64; may mix resolutions), for checking whether a truth falls inside."""
+    order = hpd_order(log_prob, area_km2)
+    out = {}
+    for q in levels:
+        cr = credible_region(cells, area_km2, log_prob, q, max_cells_listed=0)
+        out[q] = (cr, np.sort(cells[order[:cr.n_cells]]))
+    return out
+
+
+def point_in_cells(cells: np.ndarray, lat: float, lon: float) -> bool:
+    """Is the point inside one of these H3 cells (uint64, any mix of resolutions)?"""
+    cells = np.asarray(cells, dtype=np.uint64)
+    if not cells.size:
+        return False
+    res = np.array([h3n.get_resolution(c) for c in np.unique(cells)])
+    return any(np.isin(np.uint64(h3n.latlng_to_cell(lat, lon, int(r))), cells)
+               for r in np.unique(res))
+
+
 def top_regions(post: Posterior, k: int = 5, mass: float = 0.999,
                 max_cells: int = 3000) -> list[Region]:
     """Connected groups of high-posterior cells, by total probability."""

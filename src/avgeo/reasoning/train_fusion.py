@@ -227,8 +227,6 @@ def calibration(sims: Sequence, weights: FusionWeights, engines: str = "all",
     """Fuse each simulated example's atoms as `pipeline.locate` does (res-3 posterior refined
     to res 5 where the mass is) and score its highest-density credible regions (those the
     pipeline reports), point estimate and coarse-cell NLL against the truth."""
-    import h3.api.numpy_int as h3n
-
     from avgeo.geo.sphere import haversine_km
     from avgeo.reasoning import summary
     from avgeo.reasoning.fusion import fuse
@@ -242,16 +240,10 @@ def calibration(sims: Sequence, weights: FusionWeights, engines: str = "all",
         result = fuse(atoms, weights)
         support = result.support()
         lat, lon = float(s.truth.lat), float(s.truth.lon)
-        order = summary.hpd_order(support.log_prob, support.area_km2)
-        # The truth's cell on the mixed support: its fine cell where refined, else coarse.
-        res = {result.coarse.grid.res} | ({result.fine.grid.res} if result.fine else set())
-        mine = np.array([h3n.latlng_to_cell(lat, lon, r) for r in sorted(res)],
-                        dtype=np.uint64)
-        is_truth = np.isin(support.cells, mine)
-        for q in levels:
-            cr = summary.credible_region(support.cells, support.area_km2, support.log_prob, q,
-                                         max_cells_listed=0)
-            hits[q].append(bool(is_truth[order[:cr.n_cells]].any()))
+        regions = summary.credible_sets(support.cells, support.area_km2, support.log_prob,
+                                        levels)
+        for q, (cr, cells) in regions.items():
+            hits[q].append(summary.point_in_cells(cells, lat, lon))
             areas[q].append(cr.area_km2)
         ti = result.coarse.grid.locate(lat, lon)
         nll.append(-float(logsumexp(result.coarse.log_prob[ti])))
