@@ -6,8 +6,9 @@ the fusion engine's answer.
     python scripts/reasoner_table.py OUT_DIR            # reads OUT_DIR/report.json
     python scripts/reasoner_table.py OUT_DIR --reeval 300 --seed 7
         # re-scores fusion, the untrained policy (the run's initialisation: same tokenizer,
-        # size and seed), OUT_DIR/sft_policy and OUT_DIR/policy on one fresh held-out set;
-        # --grpo DIR scores another GRPO policy or a checkpoint (OUT_DIR/grpo/checkpoint-N)
+        # size and seed), OUT_DIR/sft_policy and OUT_DIR/policy on one fresh held-out set,
+        # with the paired GRPO − SFT difference and its bootstrap interval; --grpo DIR
+        # scores another GRPO policy or a checkpoint (OUT_DIR/grpo/checkpoint-N)
     python scripts/reasoner_table.py OUT_DIR --real EXTRACT_DIR [--policy DIR]
         # per file of an `avgeo extract` folder: the policy's chain vs fusion's country;
         # error and country hit when that folder's manifest carried lat/lon or country
@@ -102,8 +103,43 @@ def _load_any(d: Path, tok_dir: Path):
     return model, tok
 
 
-def reeval(out_dir: Path, report: dict, n: int, seed: int, grpo: Path | None) -> dict:
-    """fusion, untrained, sft, grpo scored on one fresh held-out simulated set."""
+def per_example(comps: list[str], truths: list, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """Reward and error (km; an unparsable answer counts as the worst, πR) per example."""
+    from avgeo.reasoning.reasoner.parse import parse_completion
+    from avgeo.reasoning.reasoner.reward import score
+    from avgeo.reasoning.reasoner.train import MAX_ERROR_KM
+
+    rewards, errs = [], []
+    for c, t in zip(comps, truths, strict=True):
+        p = parse_completion(c)
+        parts = score(p, t, cfg.reward)
+        rewards.append(parts.total)
+        errs.append(parts.error_km if p is not None else MAX_ERROR_KM)
+    return np.asarray(rewards), np.asarray(errs)
+
+
+def paired(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
+           n_boot: int = 2000, seed: int = 0) -> str:
+    """b − a on the same examples: mean reward and median error, with 95 % paired-bootstrap
+    intervals (examples resampled together), so a difference can be told from noise."""
+    rng = np.random.default_rng(seed)
+    n = len(a[0])
+    idx = rng.integers(0, n, size=(n_boot, n))
+    d_r = b[0][idx].mean(1) - a[0][idx].mean(1)
+    d_m = np.median(b[1][idx], 1) - np.median(a[1][idx], 1)
+    lo_r, hi_r = np.percentile(d_r, [2.5, 97.5])
+    lo_m, hi_m = np.percentile(d_m, [2.5, 97.5])
+    wins = float(np.mean(b[0] > a[0])), float(np.mean(b[0] < a[0]))
+    return (f"mean reward {b[0].mean() - a[0].mean():+.3f} [95% CI {lo_r:+.3f}, {hi_r:+.3f}]; "
+            f"median error {np.median(b[1]) - np.median(a[1]):+.0f} km "
+            f"[{lo_m:+.0f}, {hi_m:+.0f}]; higher reward on {wins[0]:.0%} of examples, "
+            f"lower on {wins[1]:.0%}")
+
+
+def reeval(out_dir: Path, report: dict, n: int, seed: int, grpo: Path | None
+           ) -> tuple[dict, str]:
+    """fusion, untrained, sft, grpo scored on one fresh held-out simulated set, and the
+    paired GRPO − SFT difference."""
     import torch
 
     from avgeo.reasoning.reasoner.policy import PolicyConfig, build_policy, load_policy
@@ -111,14 +147,18 @@ def reeval(out_dir: Path, report: dict, n: int, seed: int, grpo: Path | None) ->
     from avgeo.reasoning.reasoner.train import (
         TrainConfig,
         cpu_threads,
+        evaluate_completions,
         evaluate_fusion,
         evaluate_policy,
+        policy_completions,
     )
 
     conf = report.get("config", {})
     cfg = TrainConfig(max_completion_tokens=int(conf.get("max_completion_tokens", 88)))
     held = simulate(n, seed=seed)
+    truths = [e.truth for e in held]
     stages: dict = {"fusion": asdict(evaluate_fusion(held, cfg))}
+    rows: dict = {}
     sft_dir = out_dir / "sft_policy"
     grpo = grpo or out_dir / "policy"
     with cpu_threads(cfg.cpu_threads), torch.no_grad():
@@ -132,11 +172,17 @@ def reeval(out_dir: Path, report: dict, n: int, seed: int, grpo: Path | None) ->
                 "max_positions": model.config.max_position_embeddings}
             fresh = build_policy(tok, PolicyConfig(**pol)).eval()
             stages["untrained"] = asdict(evaluate_policy(fresh, tok, held, cfg))
-            stages["sft"] = asdict(evaluate_policy(model, tok, held, cfg))
+            comps = policy_completions(model, tok, held, cfg)
+            stages["sft"] = asdict(evaluate_completions(comps, truths, cfg.reward))
+            rows["sft"] = per_example(comps, truths, cfg)
         if grpo.is_dir():
             model, tok = _load_any(grpo, sft_dir)
-            stages["grpo"] = asdict(evaluate_policy(model, tok, held, cfg))
-    return stages
+            comps = policy_completions(model, tok, held, cfg)
+            stages["grpo"] = asdict(evaluate_completions(comps, truths, cfg.reward))
+            rows["grpo"] = per_example(comps, truths, cfg)
+    diff = f"GRPO − SFT, paired: {paired(rows['sft'], rows['grpo'])}" \
+        if {"sft", "grpo"} <= rows.keys() else ""
+    return stages, diff
 
 
 def main() -> None:
@@ -154,14 +200,17 @@ def main() -> None:
     report = json.loads((a.out_dir / "report.json").read_text()) \
         if (a.out_dir / "report.json").is_file() else {}
     stages = {k: report[k] for k in ("fusion", "untrained", "sft", "grpo") if k in report}
+    diff = ""
     if a.reeval:
-        stages = reeval(a.out_dir, report, a.reeval, a.seed, a.grpo)
+        stages, diff = reeval(a.out_dir, report, a.reeval, a.seed, a.grpo)
         print(f"held-out: {a.reeval} simulated examples, seed {a.seed}\n")
     if stages:
         print("| policy     |    n | parse | reward | median km |  mean km | cont | country |")
         print("|------------|------|-------|--------|-----------|----------|------|---------|")
         for name, r in stages.items():
             print(_row(name, r))
+    if diff:
+        print(f"\n{diff}")
     hist = [h["reward"] for h in report.get("grpo_history", []) if "reward" in h] \
         or _metrics_rewards(a.out_dir / "run" / "grpo" / "metrics.csv")
     if hist:

@@ -95,7 +95,6 @@ def train_reasoner_cmd(
         "with_metadata": ("reasoner", "use_metadata", with_metadata),
         "run_dir": ("run", "run_dir", str(run_dir or "")),
     })
-    defaults.setdefault("reasoner", {})["max_completion_tokens"] = 88
     # --hidden/--layers size the whole policy; given explicitly they replace [reasoner.policy].
     size = {"hidden_size": hidden, "intermediate_size": 3 * hidden, "num_layers": layers,
             "num_heads": max(1, hidden // 32)}
