@@ -154,7 +154,10 @@ def reeval(out_dir: Path, report: dict, n: int, seed: int, grpo: Path | None
     )
 
     conf = report.get("config", {})
-    cfg = TrainConfig(max_completion_tokens=int(conf.get("max_completion_tokens", 88)))
+    from avgeo.reasoning.reasoner.engine import trained_prompt_config
+
+    cfg = TrainConfig(max_completion_tokens=int(conf.get("max_completion_tokens", 88)),
+                      prompt=trained_prompt_config({"config": conf}))
     held = simulate(n, seed=seed)
     truths = [e.truth for e in held]
     stages: dict = {"fusion": asdict(evaluate_fusion(held, cfg))}

@@ -38,6 +38,39 @@ def test_bad_policy_dir_is_a_weights_error(tmp_path) -> None:
         ReasonerEngine(tmp_path)
 
 
+def test_engine_renders_prompts_as_the_policy_was_trained(tmp_path) -> None:
+    # A policy trained with other prompt limits gets its own limits back from its header;
+    # one saved without a config (the shipped one) gets the defaults.
+    from avgeo.reasoning.reasoner.policy import (
+        PolicyConfig,
+        build_policy,
+        save_policy,
+        train_tokenizer,
+    )
+    from avgeo.reasoning.reasoner.prompt import PromptConfig
+
+    tok = train_tokenizer(["avgeo reasoner v1 media: photo atoms: none answer:"] * 4, 300)
+    model = build_policy(tok, PolicyConfig(hidden_size=16, intermediate_size=32, num_layers=1,
+                                           num_heads=1, max_positions=256))
+    cfg = {"prompt": {"max_atoms": 2, "max_evidence_chars": 10, "an_old_field": 1}}
+    save_policy(model, tok, tmp_path / "p", {"stage": "sft", "config": cfg})
+    engine = ReasonerEngine(tmp_path / "p")
+    assert engine.prompt_cfg == PromptConfig(max_atoms=2, max_evidence_chars=10)
+    many = [Atom(f"language:x{i}", "ocr", "language", "e", 0.9,
+                 likelihood=CountryLikelihood({"JP": 1.0})) for i in range(5)]
+    captured: list[str] = []
+    import avgeo.reasoning.reasoner.train as train_mod
+
+    real = train_mod.generate
+    try:
+        train_mod.generate = lambda m, t, prompts, n: captured.extend(prompts) or [""]
+        engine.reason(many, "photo")
+    finally:
+        train_mod.generate = real
+    assert captured and sum(line.startswith("- ") for line in captured[0].splitlines()) == 2
+    assert ReasonerEngine().prompt_cfg == PromptConfig()
+
+
 @pytest.mark.slow
 def test_parsable_chain_for_every_located_shared_file(media_dir, manifest) -> None:
     from avgeo.pipeline import extract_atoms

@@ -59,13 +59,21 @@ def configured_policy_dir(policy_dir: str | Path | None = None) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
 
+def trained_prompt_config(header: dict) -> PromptConfig:
+    """The prompt limits a policy was trained with (its header's config; the defaults for a
+    policy saved without one): rendering atoms otherwise shows it prompts unlike any it saw."""
+    saved = (header.get("config") or {}).get("prompt") or {}
+    known = set(PromptConfig.__dataclass_fields__)
+    return PromptConfig(**{k: v for k, v in saved.items() if k in known})
+
+
 class ReasonerEngine:
     """A loaded policy; `reason(atoms)` decodes greedily (deterministic)."""
 
     name = "reasoner"
 
     def __init__(self, policy_dir: str | Path | None = None,
-                 max_new_tokens: int = 96, prompt_cfg: PromptConfig = PromptConfig(),
+                 max_new_tokens: int = 96, prompt_cfg: PromptConfig | None = None,
                  image_cfg: VlmConfig = VlmConfig()) -> None:
         from avgeo.reasoning.reasoner.vlm import is_vlm_dir, load_vlm
 
@@ -82,7 +90,7 @@ class ReasonerEngine:
             self.model, self.tokenizer, self.header = load_policy(path)
         self.policy_dir = str(path or "default")
         self.max_new_tokens = max_new_tokens
-        self.prompt_cfg = prompt_cfg
+        self.prompt_cfg = prompt_cfg or trained_prompt_config(self.header)
         self.image_cfg = image_cfg
 
     def _texts(self, items: Sequence[tuple]) -> list[str]:

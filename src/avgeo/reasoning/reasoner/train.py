@@ -628,7 +628,8 @@ def _train_reasoner(source: str, out_dir: str | Path, cfg: TrainConfig, resume: 
             model, hist = run_sft(model, tok, sft_rows, out / "sft", cfg, resume, sft_cb,
                                   run.grad_clip)
             report["sft_history"] = hist
-        save_policy(model, tok, sft_dir, {"stage": "sft", "source": source})
+        save_policy(model, tok, sft_dir, {"stage": "sft", "source": source,
+                                          "config": asdict(cfg)})
     model.eval()
     if held:
         report["sft"] = asdict(evaluate_policy(model, tok, held, cfg))
