@@ -162,6 +162,21 @@ def test_tiny_sft_then_grpo_run_writes_policy_and_resumes(tmp_path) -> None:
     # the resumed log keeps the rows up to the checkpoint (step 2) and goes on from there
     steps = [r["step"] for r in read_metrics(tmp_path / "run" / "grpo") if "reward" in r]
     assert steps == [1, 2, 3]
+    # --init-policy: GRPO starts from a trained policy in a fresh folder, without SFT
+    from dataclasses import replace
+
+    from avgeo.errors import ConfigError
+
+    fresh = tmp_path / "from_policy"
+    cfg2 = replace(cfg, grpo_steps=1, n_heldout=0, init_policy=str(tmp_path / "policy"))
+    rep3 = train_reasoner("sim", fresh, cfg2, log=lambda s: None)
+    assert "sft_history" not in rep3 and not (fresh / "sft").exists()
+    assert (fresh / "sft_policy" / "model.safetensors").read_bytes() == \
+        (tmp_path / "policy" / "model.safetensors").read_bytes()
+    assert load_policy(fresh / "policy")[2]["stage"] == "grpo"
+    with pytest.raises(ConfigError, match="init-policy"):
+        train_reasoner("sim", tmp_path / "x", replace(cfg2, init_policy=str(tmp_path / "run")),
+                       log=lambda s: None)
 
 
 def test_cli_config_file_round_trip_and_refused_run_settings(tmp_path) -> None:

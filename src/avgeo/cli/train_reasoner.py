@@ -43,6 +43,9 @@ def train_reasoner_cmd(
     hidden: int = typer.Option(128, "--hidden", min=16),
     layers: int = typer.Option(4, "--layers", min=1),
     seed: int = typer.Option(0, "--seed"),
+    init_policy: Path | None = typer.Option(
+        None, "--init-policy", help="Start GRPO from this trained policy folder (an earlier "
+                                    "run's OUT/sft_policy or OUT/policy) and skip SFT."),
     vlm: Path | None = typer.Option(
         None, "--vlm", help="Fine-tune this local vision-language model folder (Qwen2-VL, "
                             "Qwen2.5-VL or Qwen3-VL, saved with save_pretrained) instead of "
@@ -90,6 +93,7 @@ def train_reasoner_cmd(
         "seed": ("reasoner", "seed", seed),
         "vlm": ("reasoner", "vlm", str(vlm or "")),
         "real": ("reasoner", "real", str(real or "")),
+        "init_policy": ("reasoner", "init_policy", str(init_policy or "")),
         "real_repeat": ("reasoner", "real_repeat", real_repeat),
         "engines": ("reasoner", "engines", engines),
         "with_metadata": ("reasoner", "use_metadata", with_metadata),

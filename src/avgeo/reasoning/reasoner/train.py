@@ -88,6 +88,9 @@ class TrainConfig:
     #: one token at a time (same samples, less copying on CPU), 'dynamic' grows it, 'auto'
     #: is static for the small policy and the model's default for a vision-language one.
     generation_cache: str = "auto"
+    #: A trained policy folder (an earlier run's OUT/sft_policy or OUT/policy, or the shipped
+    #: one) that GRPO starts from instead of running SFT; '' runs SFT.
+    init_policy: str = ""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
@@ -548,6 +551,25 @@ def _thin_prior_only(examples: list[Example], cfg: TrainConfig,
     return out
 
 
+def _start_from(cfg: TrainConfig, sft_dir: Path, log: Callable[[str], None]) -> bool:
+    """With `cfg.init_policy`: that policy becomes OUT/sft_policy (copied once; a resumed
+    run keeps its copy) and SFT is skipped."""
+    if not cfg.init_policy:
+        return False
+    src = Path(cfg.init_policy).expanduser()
+    if not (src / "avgeo_reasoner.json").is_file():
+        raise ConfigError(f"--init-policy {src} is not a reasoner policy folder",
+                          "pass an earlier run's OUT/sft_policy or OUT/policy")
+    if not (sft_dir / "avgeo_reasoner.json").is_file():
+        import shutil
+
+        if sft_dir.exists():
+            shutil.rmtree(sft_dir)
+        shutil.copytree(src, sft_dir)
+        log(f"GRPO starts from {src} (copied to {sft_dir}); no SFT")
+    return True
+
+
 def _heldout(cfg: TrainConfig) -> list[Example]:
     return simulate(cfg.n_heldout, seed=cfg.seed + 10_000, cfg=cfg.sim) \
         if cfg.n_heldout > 0 else []
@@ -605,10 +627,10 @@ def _train_reasoner(source: str, out_dir: str | Path, cfg: TrainConfig, resume: 
         report["fusion"] = asdict(evaluate_fusion(held, cfg))
         log(f"fusion: {report['fusion']}")
 
-    if resume and (sft_dir / "avgeo_reasoner.json").is_file():
+    if _start_from(cfg, sft_dir, log) or (resume and (sft_dir / "avgeo_reasoner.json").is_file()):
         model, tok, _ = load_policy(sft_dir)
         model.train()
-        log("resume: SFT done, loaded OUT/sft_policy")
+        log("SFT done: loaded OUT/sft_policy")
     else:
         tok_dir = out / "tokenizer"
         if resume and tok_dir.is_dir():
@@ -683,9 +705,9 @@ def train_vlm_reasoner(source: str, out_dir: str | Path, cfg: TrainConfig,
     if held:
         report["fusion"] = asdict(evaluate_fusion(held, cfg))
 
-    if resume and (sft_dir / "avgeo_reasoner.json").is_file():
+    if _start_from(cfg, sft_dir, log) or (resume and (sft_dir / "avgeo_reasoner.json").is_file()):
         model, proc = load_vlm(sft_dir)
-        log("resume: SFT done, loaded OUT/sft_policy")
+        log("SFT done: loaded OUT/sft_policy")
     else:
         model, proc = load_vlm(base)
         if held:
