@@ -87,3 +87,45 @@ def test_parsable_chain_for_every_located_shared_file(media_dir, manifest) -> No
     for row, out in zip(located, outs, strict=True):
         assert out.parsed, f"{row['file']}: {out.text!r}"
         assert out.chain and out.chain[0]["level"] == "continent"
+
+
+def test_reasoner_answer_says_where_its_point_lies_and_flags_a_mismatch() -> None:
+    import io
+
+    from rich.console import Console
+
+    from avgeo.cli.render import render_prediction
+    from avgeo.geo.regions import chain_of_region, country_of_points
+    from avgeo.pipeline import _run_reasoner
+    from avgeo.prediction import Engines, Prediction, ReasonerAnswer
+
+    atoms = [Atom("language:ja", "ocr", "language", "text is Japanese", 0.9,
+                  likelihood=CountryLikelihood({"JP": 1.0}))]
+    report = Engines()
+    ans = _run_reasoner(atoms, "photo", report)
+    assert ans is not None and ans.parsed and report.used == ["reasoner"]
+    assert ans.point_country == str(country_of_points(ans.lat, ans.lon)[0])
+    assert ans.point_admin1 == str(chain_of_region(ans.lat, ans.lon).iloc[0]["admin1"] or "")
+
+    def shown(r: ReasonerAnswer) -> str:
+        pred = Prediction(kind="photo", lat=0.0, lon=0.0, point_method="x", chain=[],
+                          regions=[], credible_regions=[], atoms=[], rationale=[],
+                          engines=Engines(), reasoner=r, timings_s={}, version="t")
+        buf = io.StringIO()
+        render_prediction(pred, Console(file=buf, width=200))
+        return buf.getvalue()
+
+    us = [{"level": "country", "code": "US", "name": "United States"}]
+    # Mexico City under a chain that says United States: flagged; a US point is not.
+    assert "lies in Mexico, not United States" in shown(
+        ReasonerAnswer(chain=us, lat=19.43, lon=-99.13, parsed=True, point_country="MX"))
+    assert "lies in" not in shown(
+        ReasonerAnswer(chain=us, lat=40.7, lon=-74.0, parsed=True, point_country="US"))
+    # right country, wrong admin-1 (what the shipped policy does on the GoPro sample)
+    ca = [*us, {"level": "admin1", "code": "", "name": "California"}]
+    assert "lies in New York, not California" in shown(
+        ReasonerAnswer(chain=ca, lat=40.99, lon=-73.89, parsed=True, point_country="US",
+                       point_admin1="New York"))
+    assert "lies in" not in shown(
+        ReasonerAnswer(chain=ca, lat=34.0, lon=-118.2, parsed=True, point_country="US",
+                       point_admin1="california"))

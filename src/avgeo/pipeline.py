@@ -227,8 +227,16 @@ def _run_reasoner(atoms: list[Atom], kind: str, report: Engines, media=None):
         report.skipped.append(SkippedEngine(name="reasoner", reason=exc.one_line()))
         return None
     report.used.append("reasoner")
+    where = {"country_code": "", "admin1": ""}
+    if out.parsed and out.lat is not None and out.lon is not None:
+        from avgeo.geo.regions import chain_of_region
+
+        row = chain_of_region(out.lat, out.lon).iloc[0]
+        where = {k: "" if row[k] != row[k] or row[k] is None else str(row[k])  # NaN at sea
+                 for k in where}
     return ReasonerAnswer(chain=out.chain, lat=out.lat, lon=out.lon, parsed=out.parsed,
-                          text=out.text, policy=out.policy)
+                          text=out.text, policy=out.policy,
+                          point_country=where["country_code"], point_admin1=where["admin1"])
 
 
 def read_chain(result, support, point):

@@ -84,6 +84,10 @@ class ReasonerAnswer(BaseModel):
     parsed: bool = False
     text: str = ""
     policy: str = ""
+    #: The country (code) and admin-1 its point lies in ('' at sea or unparsed): a small
+    #: policy can name one region and write a point in another, and the reader should see it.
+    point_country: str = ""
+    point_admin1: str = ""
 
 
 class Prediction(BaseModel):

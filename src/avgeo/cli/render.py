@@ -12,6 +12,22 @@ def _fmt_area(a: float) -> str:
     return f"{a:,.0f} km²" if a >= 10 else f"{a:.2f} km²"
 
 
+def _reasoner_mismatch(r) -> str:
+    """'its point lies in X, not Y' when the reasoner's point falls outside the country or
+    admin-1 its own chain names; '' when they agree or the point is at sea."""
+    from avgeo.geo.regions import country_name
+
+    said = {c.get("level"): c for c in r.chain}
+    cc = said.get("country", {}).get("code", "")
+    if cc and r.point_country and r.point_country != cc:
+        return f"its point lies in {country_name(r.point_country)}, not {country_name(cc)}"
+    a1 = said.get("admin1", {}).get("name", "")
+    if a1 and r.point_admin1 and " ".join(a1.casefold().split()) != \
+            " ".join(r.point_admin1.casefold().split()):
+        return f"its point lies in {r.point_admin1}, not {a1}"
+    return ""
+
+
 def render_prediction(pred: Prediction, console: Console, explain: bool = False) -> None:
     dur = f", {pred.duration_s:.1f} s" if pred.duration_s else ""
     console.print(f"[bold]{pred.file}[/bold] ({pred.kind}{dur})")
@@ -27,6 +43,9 @@ def render_prediction(pred: Prediction, console: Console, explain: bool = False)
             rc = " → ".join(c.get("name") or c.get("code", "") for c in r.chain)
             console.print(f"  reasoner: {rc} [dim]({r.lat:.3f}, {r.lon:.3f})[/dim]",
                           highlight=False)
+            mismatch = _reasoner_mismatch(r)
+            if mismatch:
+                console.print(f"            [yellow]{mismatch}[/yellow]", highlight=False)
         else:
             console.print("  reasoner: [yellow]no parsable answer[/yellow]")
     for c in pred.credible_regions:
