@@ -103,21 +103,6 @@ def _load_any(d: Path, tok_dir: Path):
     return model, tok
 
 
-def per_example(comps: list[str], truths: list, cfg) -> tuple[np.ndarray, np.ndarray]:
-    """Reward and error (km; an unparsable answer counts as the worst, πR) per example."""
-    from avgeo.reasoning.reasoner.parse import parse_completion
-    from avgeo.reasoning.reasoner.reward import score
-    from avgeo.reasoning.reasoner.train import MAX_ERROR_KM
-
-    rewards, errs = [], []
-    for c, t in zip(comps, truths, strict=True):
-        p = parse_completion(c)
-        parts = score(p, t, cfg.reward)
-        rewards.append(parts.total)
-        errs.append(parts.error_km if p is not None else MAX_ERROR_KM)
-    return np.asarray(rewards), np.asarray(errs)
-
-
 def paired(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
            n_boot: int = 2000, seed: int = 0) -> str:
     """b − a on the same examples: mean reward and median error, with 95 % paired-bootstrap
@@ -147,10 +132,11 @@ def reeval(out_dir: Path, report: dict, n: int, seed: int, grpo: Path | None
     from avgeo.reasoning.reasoner.train import (
         TrainConfig,
         cpu_threads,
-        evaluate_completions,
         evaluate_fusion,
         evaluate_policy,
         policy_completions,
+        score_completions,
+        summarize_scores,
     )
 
     conf = report.get("config", {})
@@ -176,13 +162,15 @@ def reeval(out_dir: Path, report: dict, n: int, seed: int, grpo: Path | None
             fresh = build_policy(tok, PolicyConfig(**pol)).eval()
             stages["untrained"] = asdict(evaluate_policy(fresh, tok, held, cfg))
             comps = policy_completions(model, tok, held, cfg)
-            stages["sft"] = asdict(evaluate_completions(comps, truths, cfg.reward))
-            rows["sft"] = per_example(comps, truths, cfg)
+            sc = score_completions(comps, truths, cfg.reward)
+            stages["sft"] = asdict(summarize_scores(sc))
+            rows["sft"] = (sc.reward, sc.error_km)
         if grpo.is_dir():
             model, tok = _load_any(grpo, sft_dir)
             comps = policy_completions(model, tok, held, cfg)
-            stages["grpo"] = asdict(evaluate_completions(comps, truths, cfg.reward))
-            rows["grpo"] = per_example(comps, truths, cfg)
+            sc = score_completions(comps, truths, cfg.reward)
+            stages["grpo"] = asdict(summarize_scores(sc))
+            rows["grpo"] = (sc.reward, sc.error_km)
     diff = f"GRPO − SFT, paired: {paired(rows['sft'], rows['grpo'])}" \
         if {"sft", "grpo"} <= rows.keys() else ""
     return stages, diff

@@ -227,16 +227,15 @@ def _run_reasoner(atoms: list[Atom], kind: str, report: Engines, media=None):
         report.skipped.append(SkippedEngine(name="reasoner", reason=exc.one_line()))
         return None
     report.used.append("reasoner")
-    where = {"country_code": "", "admin1": ""}
+    where = None
     if out.parsed and out.lat is not None and out.lon is not None:
-        from avgeo.geo.regions import chain_of_region
+        from avgeo.reasoning.reasoner.reward import truth_of
 
-        row = chain_of_region(out.lat, out.lon).iloc[0]
-        where = {k: "" if row[k] != row[k] or row[k] is None else str(row[k])  # NaN at sea
-                 for k in where}
+        where = truth_of(out.lat, out.lon)  # the labels the reward would score it against
     return ReasonerAnswer(chain=out.chain, lat=out.lat, lon=out.lon, parsed=out.parsed,
                           text=out.text, policy=out.policy,
-                          point_country=where["country_code"], point_admin1=where["admin1"])
+                          point_country=where.country if where else "",
+                          point_admin1=where.admin1 if where else "")
 
 
 def read_chain(result, support, point):

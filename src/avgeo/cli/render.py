@@ -16,14 +16,15 @@ def _reasoner_mismatch(r) -> str:
     """'its point lies in X, not Y' when the reasoner's point falls outside the country or
     admin-1 its own chain names; '' when they agree or the point is at sea."""
     from avgeo.geo.regions import country_name
+    from avgeo.reasoning.reasoner.reward import fold_name
 
     said = {c.get("level"): c for c in r.chain}
     cc = said.get("country", {}).get("code", "")
     if cc and r.point_country and r.point_country != cc:
         return f"its point lies in {country_name(r.point_country)}, not {country_name(cc)}"
     a1 = said.get("admin1", {}).get("name", "")
-    if a1 and r.point_admin1 and " ".join(a1.casefold().split()) != \
-            " ".join(r.point_admin1.casefold().split()):
+    # The reward's own name match, so "a mismatch" here is a miss in training too.
+    if a1 and r.point_admin1 and fold_name(a1) != fold_name(r.point_admin1):
         return f"its point lies in {r.point_admin1}, not {a1}"
     return ""
 

@@ -326,25 +326,47 @@ class EvalSummary:
     continent_acc: float
 
 
-def evaluate_completions(completions: Sequence[str], truths: Sequence[Truth],
-                         reward_cfg: RewardConfig = RewardConfig()) -> EvalSummary:
+@dataclass
+class CompletionScores:
+    """Per completion: parsed or not, reward, error (km) and level hits."""
+
+    parsed: np.ndarray
+    reward: np.ndarray
+    error_km: np.ndarray
+    country: np.ndarray
+    continent: np.ndarray
+
+
+def score_completions(completions: Sequence[str], truths: Sequence[Truth],
+                      reward_cfg: RewardConfig = RewardConfig()) -> CompletionScores:
     """Malformed answers count as MAX_ERROR_KM away and miss every level."""
-    errs, rewards, ok, hits_c, hits_k = [], [], [], [], []
+    rows = []
     for c, t in zip(completions, truths, strict=True):
         p = parse_completion(c)
         parts = score(p, t, reward_cfg)
-        rewards.append(parts.total)
-        ok.append(p is not None)
-        errs.append(parts.error_km if p is not None else MAX_ERROR_KM)
-        hits_c.append(parts.hits.get("country", False))
-        hits_k.append(parts.hits.get("continent", False))
-    n = len(errs)
-    return EvalSummary(n, float(np.mean(ok)) if n else math.nan,
-                       float(np.mean(rewards)) if n else math.nan,
-                       float(np.median(errs)) if n else math.nan,
-                       float(np.mean(errs)) if n else math.nan,
-                       float(np.mean(hits_c)) if n else math.nan,
-                       float(np.mean(hits_k)) if n else math.nan)
+        rows.append((p is not None, parts.total,
+                     parts.error_km if p is not None else MAX_ERROR_KM,
+                     parts.hits.get("country", False), parts.hits.get("continent", False)))
+    cols = [np.asarray(c) for c in zip(*rows, strict=True)] if rows else \
+        [np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros(0, bool)]
+    return CompletionScores(*cols)
+
+
+def summarize_scores(s: CompletionScores) -> EvalSummary:
+    n = len(s.reward)
+
+    def mean(a: np.ndarray) -> float:
+        return float(np.mean(a)) if n else math.nan
+
+    return EvalSummary(n, mean(s.parsed), mean(s.reward),
+                       float(np.median(s.error_km)) if n else math.nan, mean(s.error_km),
+                       mean(s.country), mean(s.continent))
+
+
+def evaluate_completions(completions: Sequence[str], truths: Sequence[Truth],
+                         reward_cfg: RewardConfig = RewardConfig()) -> EvalSummary:
+    """Malformed answers count as MAX_ERROR_KM away and miss every level."""
+    return summarize_scores(score_completions(completions, truths, reward_cfg))
 
 
 def policy_completions(model, tokenizer, examples: Sequence[Example], cfg: TrainConfig
@@ -551,11 +573,13 @@ def _thin_prior_only(examples: list[Example], cfg: TrainConfig,
     return out
 
 
-def _start_from(cfg: TrainConfig, sft_dir: Path, log: Callable[[str], None]) -> bool:
-    """With `cfg.init_policy`: that policy becomes OUT/sft_policy (copied once; a resumed
-    run keeps its copy) and SFT is skipped."""
+def _sft_done(cfg: TrainConfig, sft_dir: Path, resume: bool,
+              log: Callable[[str], None]) -> bool:
+    """Whether OUT/sft_policy is ready and SFT is skipped: a resumed run that wrote it, or
+    `cfg.init_policy`, which becomes OUT/sft_policy (copied once; a resumed run keeps its
+    copy)."""
     if not cfg.init_policy:
-        return False
+        return resume and (sft_dir / "avgeo_reasoner.json").is_file()
     src = Path(cfg.init_policy).expanduser()
     if not (src / "avgeo_reasoner.json").is_file():
         raise ConfigError(f"--init-policy {src} is not a reasoner policy folder",
@@ -627,7 +651,7 @@ def _train_reasoner(source: str, out_dir: str | Path, cfg: TrainConfig, resume: 
         report["fusion"] = asdict(evaluate_fusion(held, cfg))
         log(f"fusion: {report['fusion']}")
 
-    if _start_from(cfg, sft_dir, log) or (resume and (sft_dir / "avgeo_reasoner.json").is_file()):
+    if _sft_done(cfg, sft_dir, resume, log):
         model, tok, _ = load_policy(sft_dir)
         model.train()
         log("SFT done: loaded OUT/sft_policy")
@@ -705,7 +729,7 @@ def train_vlm_reasoner(source: str, out_dir: str | Path, cfg: TrainConfig,
     if held:
         report["fusion"] = asdict(evaluate_fusion(held, cfg))
 
-    if _start_from(cfg, sft_dir, log) or (resume and (sft_dir / "avgeo_reasoner.json").is_file()):
+    if _sft_done(cfg, sft_dir, resume, log):
         model, proc = load_vlm(sft_dir)
         log("SFT done: loaded OUT/sft_policy")
     else:
